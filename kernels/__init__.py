@@ -1,0 +1,1 @@
+"""Triton kernels of llmrec (imported as ``llmrec_kernels``)."""

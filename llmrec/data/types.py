@@ -1,0 +1,67 @@
+"""Plain data types shared by every stage."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+
+@dataclass(frozen=True)
+class Item:
+    """One catalog item. ``id`` is the catalog's own id (a string), never a title."""
+
+    id: str
+    title: str
+    text: str = ""
+    image: str | None = None
+    audio: str | None = None
+    fields: dict = field(default_factory=dict, hash=False, compare=False)
+
+    def document(self) -> str:
+        """The text that is embedded: title and description."""
+        return f"{self.title}. {self.text}".strip() if self.text else self.title
+
+
+@dataclass(frozen=True)
+class Interaction:
+    """A user touched an item at ``timestamp`` (seconds since the epoch); ``rating`` is optional."""
+
+    user: str
+    item: str
+    timestamp: float
+    rating: float | None = None
+
+
+@dataclass
+class Dataset:
+    """A catalog and its interactions."""
+
+    name: str
+    items: list[Item]
+    interactions: list[Interaction]
+
+    def histories(self) -> dict[str, list[str]]:
+        """Per-user item ids ordered by (timestamp, item id) — the order LlamaRec uses."""
+        return histories(self.interactions)
+
+    def stats(self) -> dict[str, int]:
+        return {
+            "users": len({i.user for i in self.interactions}),
+            "items": len(self.items),
+            "interactions": len(self.interactions),
+        }
+
+
+def _item_key(item_id: str):
+    # Numeric ids sort numerically (MovieLens), others as strings.
+    return (0, int(item_id), "") if item_id.isdigit() else (1, 0, item_id)
+
+
+def histories(interactions: list[Interaction]) -> dict[str, list[str]]:
+    """Group interactions per user, each ordered by (timestamp, item id)."""
+    per_user: dict[str, list[Interaction]] = {}
+    for it in interactions:
+        per_user.setdefault(it.user, []).append(it)
+    return {
+        u: [x.item for x in sorted(rows, key=lambda x: (x.timestamp, _item_key(x.item)))]
+        for u, rows in per_user.items()
+    }

@@ -1,0 +1,47 @@
+"""Typed errors. Each message names the item, user, field, file or line that was wrong."""
+
+
+class LLMRecError(Exception):
+    """Base class of every error llmrec raises on purpose."""
+
+
+class ConfigError(LLMRecError, ValueError):
+    """A configuration key or value is wrong."""
+
+
+class DataError(LLMRecError, ValueError):
+    """A catalog or interaction file is malformed, or its counts are not the expected ones."""
+
+
+class CatalogLineError(DataError):
+    """One line of a catalog or interaction file is malformed.
+
+    Attributes:
+        path: the file. line: 1-based line number. reason: what is wrong.
+    """
+
+    def __init__(self, path, line: int, reason: str):
+        self.path, self.line, self.reason = str(path), line, reason
+        super().__init__(f"{self.path}:{line}: {reason}")
+
+
+class StoreError(LLMRecError, ValueError):
+    """A store write or read was refused (duplicate ids, dimension mismatch, missing store)."""
+
+
+class UnknownUserError(LLMRecError, KeyError):
+    """The user id is not in the store's interactions."""
+
+    def __str__(self) -> str:  # KeyError would quote the message
+        return self.args[0] if self.args else "unknown user"
+
+
+class UnknownItemError(LLMRecError, KeyError):
+    """An item id is not in the store."""
+
+    def __str__(self) -> str:
+        return self.args[0] if self.args else "unknown item"
+
+
+class ModelError(LLMRecError, RuntimeError):
+    """A model cannot be found, converted or loaded."""
