@@ -1,0 +1,133 @@
+"""The ``llmrec`` command: a thin map from subcommands to functions."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+
+from llmrec.config import Config
+from llmrec.errors import LLMRecError
+
+
+def _common(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--config", help="YAML config file (keys as in llmrec.config.Config)")
+    p.add_argument("--home", help="root of llmrec's files (models, downloads, stores)")
+    p.add_argument("--data-dir", help="store directory of one ingested catalog")
+    p.add_argument("--dataset", help="ml-100k | ml-latest-small")
+    p.add_argument("--llm", help="LLM: built-in name, local folder or Hugging Face id")
+    p.add_argument("--device", help="auto | cpu | cuda")
+
+
+def _config(args) -> Config:
+    overrides = {k: getattr(args, k, None) for k in ("home", "data_dir", "dataset", "llm", "device")}
+    overrides.update(getattr(args, "extra_overrides", {}))
+    return Config.load(args.config, overrides=overrides)
+
+
+def _print_config(cfg: Config) -> None:
+    print("llmrec config: " + json.dumps(cfg.as_dict(), sort_keys=True), file=sys.stderr)
+
+
+def cmd_models_prepare(args) -> int:
+    from llmrec.models import prepare
+
+    cfg = _config(args)
+    _print_config(cfg)
+    prepare(cfg, log=lambda m: print(m, file=sys.stderr))
+    return 0
+
+
+def cmd_ingest(args) -> int:
+    from llmrec.ingest import ingest, load_dataset
+
+    cfg = _config(args)
+    if args.catalog and not args.data_dir:
+        from pathlib import Path
+
+        cfg = cfg.replace(data_dir=cfg.home / "data" / Path(args.catalog).stem)
+    _print_config(cfg)
+    t0 = time.time()
+    dataset, report = load_dataset(cfg, args.catalog, args.interactions, args.skip_bad)
+    for err in report.skipped:
+        print(f"skipped {err}", file=sys.stderr)
+    summary = ingest(cfg, dataset)
+    summary["skipped_lines"] = len(report.skipped)
+    print(f"ingested {len(dataset.items)} items and {len(dataset.interactions)} interactions into "
+          f"{summary['store']} in {time.time() - t0:.1f}s (store holds {summary['items_in_store']} items, "
+          f"{summary['interactions_in_store']} interactions; skipped {len(report.skipped)} bad lines)")
+    return 0
+
+
+def cmd_recommend(args) -> int:
+    from llmrec.recommender import Recommender
+
+    if args.k is not None:
+        args.extra_overrides = {"k": args.k}
+    if args.explain:
+        args.extra_overrides = {**getattr(args, "extra_overrides", {}), "explain": args.explain}
+    cfg = _config(args)
+    _print_config(cfg)
+    rec = Recommender.load(config=cfg)
+    if args.user is not None:
+        result = rec.recommend(user_id=args.user)
+    else:
+        result = rec.recommend(history=[h for h in args.history.split(",") if h.strip()])
+    if args.json:
+        print(result.to_json())
+    else:
+        print(_table(result))
+    return 0
+
+
+def _table(result) -> str:
+    head = f"Recommendations for user {result.user}" if result.user else "Recommendations for the given history"
+    lines = [head + (" (cold start: most popular)" if result.cold_start else ""), ""]
+    lines.append(f"{'rank':>4}  {'item':>7}  {'score':>8}  title")
+    for r in result.items:
+        lines.append(f"{r.rank:>4}  {r.item_id:>7}  {r.score:>8.3f}  {r.title}")
+        lines.append(f"{'':>23}  {r.explanation}")
+    return "\n".join(lines)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="llmrec", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    models = sub.add_parser("models", help="model set-up")
+    msub = models.add_subparsers(dest="models_command", required=True)
+    prep = msub.add_parser("prepare", help="locate model wheels, convert the GGUF LLM once, check both models")
+    _common(prep)
+    prep.set_defaults(func=cmd_models_prepare)
+
+    ing = sub.add_parser("ingest", help="encode a catalog into the store and save its interactions")
+    _common(ing)
+    ing.add_argument("--catalog", help="items JSONL (id, title, text, image, audio)")
+    ing.add_argument("--interactions", help="interactions CSV (user,item,timestamp[,rating])")
+    ing.add_argument("--skip-bad", action="store_true", help="skip malformed lines, report them, go on")
+    ing.set_defaults(func=cmd_ingest)
+
+    rec = sub.add_parser("recommend", help="recommend items for a user or a history")
+    _common(rec)
+    who = rec.add_mutually_exclusive_group(required=True)
+    who.add_argument("--user", help="a user id from the ingested interactions")
+    who.add_argument("--history", help="comma-separated item ids, oldest first")
+    rec.add_argument("-k", type=int, default=None, help="how many items (default: config k)")
+    rec.add_argument("--explain", choices=["llm", "grounded"], help="explanation mode")
+    rec.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    rec.set_defaults(func=cmd_recommend)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except LLMRecError as e:
+        print(f"llmrec: error: {e}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,38 @@
+"""Text encoder: sentence-transformers (default: the offline all-MiniLM-L6-v2, 384-d)."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from llmrec.config import Config
+from llmrec.models import text_encoder_path
+
+
+def resolve_device(name: str) -> str:
+    if name != "auto":
+        return name
+    import torch
+
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+class TextEncoder:
+    """``encode(texts) -> float32 [n, d]``, L2-normalised (cosine = inner product)."""
+
+    def __init__(self, cfg: Config):
+        from sentence_transformers import SentenceTransformer
+
+        self.path = text_encoder_path(cfg)
+        self.model = SentenceTransformer(self.path, device=resolve_device(cfg.device))
+        self.batch_size = cfg.encode_batch_size
+        self.dim = int(self.model.get_embedding_dimension())
+
+    def encode(self, texts: list[str], progress: bool = False) -> np.ndarray:
+        """Encode texts. Returns float32 [len(texts), dim]; an empty list gives [0, dim]."""
+        if not texts:
+            return np.zeros((0, self.dim), np.float32)
+        vecs = self.model.encode(
+            list(texts), batch_size=self.batch_size, normalize_embeddings=True,
+            convert_to_numpy=True, show_progress_bar=progress,
+        )
+        return np.asarray(vecs, dtype=np.float32)

@@ -1,0 +1,109 @@
+"""``llmrec ingest``: encode a catalog's items, upsert them into the store, save interactions.
+
+A data directory holds the Chroma store, ``interactions.csv`` (user,item,timestamp,rating) and
+``manifest.json`` (dataset name, counts, encoder).
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+from pathlib import Path
+
+from tqdm import tqdm
+
+from llmrec.config import Config
+from llmrec.data.catalog import LoadReport, load_catalog
+from llmrec.data.movielens import load_ml100k, load_ml_latest_small
+from llmrec.data.types import Dataset, Interaction, Item
+from llmrec.errors import ConfigError
+
+INTERACTIONS_FILE = "interactions.csv"
+MANIFEST_FILE = "manifest.json"
+
+
+def load_dataset(cfg: Config, catalog: str | None = None, interactions: str | None = None,
+                 skip_bad: bool = False) -> tuple[Dataset, LoadReport]:
+    """The dataset named by ``cfg.dataset`` (or a JSONL catalog when ``catalog`` is given)."""
+    if catalog:
+        return load_catalog(catalog, interactions, skip_bad)
+    if cfg.dataset == "ml-100k":
+        return load_ml100k(cfg.downloads_dir(), cfg.ml100k_source, cfg.download_timeout_s), LoadReport()
+    if cfg.dataset == "ml-latest-small":
+        return load_ml_latest_small(cfg.ml_latest_small_dir), LoadReport()
+    raise ConfigError(f"unknown dataset {cfg.dataset!r}: use ml-100k, ml-latest-small, or --catalog FILE")
+
+
+def item_metadata(item: Item) -> dict:
+    meta = {"title": item.title, "text": item.text, "image": item.image, "audio": item.audio}
+    meta.update({f"f_{k}": v for k, v in item.fields.items()})
+    return meta
+
+
+def item_from_metadata(item_id: str, meta: dict) -> Item:
+    fields = {k[2:]: v for k, v in meta.items() if k.startswith("f_")}
+    return Item(item_id, meta.get("title", item_id), meta.get("text", ""), meta.get("image"), meta.get("audio"), fields)
+
+
+def ingest(cfg: Config, dataset: Dataset, log=print) -> dict:
+    """Encode and upsert every item (idempotent, by item id), then write interactions.
+
+    Interactions are merged with the stored ones, unique by (user, item, timestamp), and written to
+    a temporary file then renamed, so nothing stored is lost or duplicated. Returns a summary dict.
+    """
+    from llmrec.encoders.text import TextEncoder
+    from llmrec.store import ItemStore
+
+    out = cfg.store_dir()
+    out.mkdir(parents=True, exist_ok=True)
+    store = ItemStore(out, "text", cfg.chroma_host, cfg.chroma_port)
+    encoder = TextEncoder(cfg)
+    have = store.dim()
+    if have is not None and have != encoder.dim:
+        from llmrec.errors import StoreError
+
+        raise StoreError(f"text encoder dimension {encoder.dim} does not match store {out} dimension {have}")
+    items = dataset.items
+    bar = tqdm(total=len(items), desc="encode+upsert items", unit="item")
+    step = max(cfg.encode_batch_size * 8, 256)
+    for s in range(0, len(items), step):
+        chunk = items[s:s + step]
+        vecs = encoder.encode([it.document() for it in chunk])
+        store.upsert([it.id for it in chunk], vecs, [item_metadata(it) for it in chunk])
+        bar.update(len(chunk))
+    bar.close()
+    n_inter = merge_interactions(out / INTERACTIONS_FILE, dataset.interactions)
+    summary = {"dataset": dataset.name, "store": str(out), "items_in_store": store.count(),
+               "interactions_in_store": n_inter,
+               "encoder": encoder.path, **{f"input_{k}": v for k, v in dataset.stats().items()}}
+    (out / MANIFEST_FILE).write_text(json.dumps(summary, indent=1))
+    return summary
+
+
+def merge_interactions(path: Path, rows: list[Interaction]) -> int:
+    """Merge ``rows`` into the interactions file; returns the stored count."""
+    old = read_interactions(path)
+    seen = {(r.user, r.item, r.timestamp) for r in old}
+    new = [r for r in rows if (r.user, r.item, r.timestamp) not in seen and not seen.add((r.user, r.item, r.timestamp))]
+    if new or not path.exists():
+        write_interactions(path, old + new)
+    return len(old) + len(new)
+
+
+def write_interactions(path: Path, rows: list[Interaction]) -> None:
+    tmp = path.with_suffix(".tmp")
+    with open(tmp, "w", newline="", encoding="utf-8") as f:
+        w = csv.writer(f)
+        w.writerow(["user", "item", "timestamp", "rating"])
+        for r in rows:
+            w.writerow([r.user, r.item, repr(r.timestamp), "" if r.rating is None else repr(r.rating)])
+    os.replace(tmp, path)
+
+
+def read_interactions(path: Path) -> list[Interaction]:
+    if not path.exists():
+        return []
+    with open(path, encoding="utf-8", newline="") as f:
+        return [Interaction(r["user"], r["item"], float(r["timestamp"]), float(r["rating"]) if r["rating"] else None)
+                for r in csv.DictReader(f)]

@@ -1,0 +1,111 @@
+"""Transformers backend: the LLM in-process (CPU or one GPU)."""
+
+from __future__ import annotations
+
+import re
+
+import numpy as np
+import torch
+
+from llmrec.config import Config
+from llmrec.encoders.text import resolve_device
+from llmrec.errors import ModelError
+from llmrec.llm.base import Messages
+from llmrec.models import llm_path
+
+
+class TransformersBackend:
+    """Backend over ``AutoModelForCausalLM`` (float32 on CPU, bfloat16 on CUDA)."""
+
+    name = "transformers"
+
+    def __init__(self, cfg: Config):
+        from transformers import AutoModelForCausalLM, AutoTokenizer
+
+        self.path = llm_path(cfg)
+        self.device = resolve_device(cfg.device)
+        dtype = torch.bfloat16 if self.device.startswith("cuda") else torch.float32
+        try:
+            self.tokenizer = AutoTokenizer.from_pretrained(self.path)
+            self.model = AutoModelForCausalLM.from_pretrained(self.path, dtype=dtype).to(self.device).eval()
+        except OSError as e:
+            raise ModelError(f"cannot load LLM {self.path!r}: {e}") from e
+        if self.tokenizer.pad_token_id is None:
+            self.tokenizer.pad_token = self.tokenizer.eos_token
+        self._label_ids: dict[str, int] = {}
+
+    # ------------------------------------------------------------------ prompts
+    def render(self, messages: Messages) -> str:
+        """The chat-templated prompt text, ending where the assistant's answer starts."""
+        return self.tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
+
+    def label_id(self, label: str) -> int:
+        if label not in self._label_ids:
+            ids = self.tokenizer.encode(label, add_special_tokens=False)
+            if len(ids) != 1:
+                raise ModelError(f"label {label!r} is {len(ids)} tokens for this tokenizer; labels must be one token")
+            self._label_ids[label] = ids[0]
+        return self._label_ids[label]
+
+    def embed(self, text: str, soft_tokens: dict | None = None) -> torch.Tensor:
+        """Input embeddings [seq, d_llm] of a rendered prompt, soft tokens spliced in."""
+        emb = self.model.get_input_embeddings()
+        pieces = [text]
+        if soft_tokens:
+            pattern = "(" + "|".join(re.escape(k) for k in soft_tokens) + ")"
+            pieces = [p for p in re.split(pattern, text) if p]
+        parts = []
+        for p in pieces:
+            if soft_tokens and p in soft_tokens:
+                t = torch.as_tensor(soft_tokens[p], dtype=emb.weight.dtype, device=self.device)
+                if t.dim() != 2 or t.shape[1] != emb.weight.shape[1]:
+                    raise ModelError(f"soft tokens for {p!r} must be [k, {emb.weight.shape[1]}], got {tuple(t.shape)}")
+                parts.append(t)
+            else:
+                ids = self.tokenizer(p, add_special_tokens=False, return_tensors="pt").input_ids[0].to(self.device)
+                parts.append(emb(ids))
+        return torch.cat(parts, 0)
+
+    # ------------------------------------------------------------------ calls
+    @torch.no_grad()
+    def next_token_logits(self, messages: Messages, soft_tokens: dict | None = None) -> torch.Tensor:
+        """Logits [vocab] of the token after the prompt (one forward pass)."""
+        text = self.render(messages)
+        if soft_tokens:
+            out = self.model(inputs_embeds=self.embed(text, soft_tokens)[None])
+        else:
+            ids = self.tokenizer(text, add_special_tokens=False, return_tensors="pt").input_ids.to(self.device)
+            out = self.model(input_ids=ids)
+        return out.logits[0, -1].float()
+
+    def score_labels(self, messages: Messages, labels: list[str], soft_tokens: dict | None = None) -> np.ndarray:
+        ids = [self.label_id(lab) for lab in labels]
+        logprobs = torch.log_softmax(self.next_token_logits(messages, soft_tokens).double(), -1)
+        return logprobs[ids].cpu().numpy()
+
+    @torch.no_grad()
+    def generate(self, prompts: list[Messages], max_tokens: int, soft_tokens: list[dict | None] | None = None) -> list[str]:
+        if not prompts:
+            return []
+        tok = self.tokenizer
+        kw = dict(max_new_tokens=max_tokens, do_sample=False, pad_token_id=tok.pad_token_id)
+        if soft_tokens and any(soft_tokens):
+            outs = []
+            for msgs, soft in zip(prompts, soft_tokens, strict=True):
+                e = self.embed(self.render(msgs), soft)[None]
+                gen = self.model.generate(inputs_embeds=e, attention_mask=torch.ones(e.shape[:2], dtype=torch.long), **kw)
+                outs.append(tok.decode(gen[0], skip_special_tokens=True).strip())
+            return outs
+        tok.padding_side = "left"
+        batch = tok([self.render(m) for m in prompts], add_special_tokens=False, return_tensors="pt", padding=True)
+        batch = batch.to(self.device)
+        gen = self.model.generate(**batch, **kw)
+        new = gen[:, batch.input_ids.shape[1]:]
+        return [t.strip() for t in tok.batch_decode(new, skip_special_tokens=True)]
+
+
+def make_backend(cfg: Config):
+    """The backend named by ``cfg.llm_backend``."""
+    if cfg.llm_backend == "transformers":
+        return TransformersBackend(cfg)
+    raise ModelError(f"unknown llm_backend {cfg.llm_backend!r} (available: transformers)")

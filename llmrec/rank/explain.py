@@ -1,0 +1,73 @@
+"""Explanations that cite the user's own history.
+
+For each recommended item the history items it relates to are chosen by cosine similarity of
+their vectors (the evidence); the explanation names them, and with ``explain="llm"`` the LLM adds
+one sentence generated from a prompt that holds only that evidence (``prompts/explain.*.txt``).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from llmrec.data.types import Item
+from llmrec.rank.prompts import quote, render
+from llmrec.rank.verbalizer import item_line
+
+
+def cite(item_vecs: np.ndarray, history_vecs: np.ndarray, n: int = 2) -> list[list[int]]:
+    """For each item [R, d], the positions of the ``n`` most similar history items [H, d]
+    (by inner product; ties to the more recent, i.e. later, history item)."""
+    if history_vecs.shape[0] == 0:
+        return [[] for _ in range(item_vecs.shape[0])]
+    sims = item_vecs @ history_vecs.T  # [R, H]
+    H = history_vecs.shape[0]
+    return [sorted(range(H), key=lambda h: (-row[h], -h))[: min(n, H)] for row in sims]
+
+
+def _shared_genres(item: Item, cited: list[Item]) -> list[str]:
+    mine = [g for g in str(item.fields.get("genres", "")).split("|") if g]
+    theirs = {g for c in cited for g in str(c.fields.get("genres", "")).split("|") if g}
+    return [g for g in mine if g in theirs]
+
+
+def grounded(item: Item, cited: list[Item]) -> str:
+    """A template explanation naming the cited history items (no generation)."""
+    if not cited:
+        return "Popular with other users; there is no history to personalise on yet."
+    names = " and ".join(quote(c.title, 80) for c in cited)
+    shared = _shared_genres(item, cited)
+    tail = f", sharing {', '.join(shared)}" if shared else ", similar in content"
+    return f"Because you watched {names}{tail}."
+
+
+def explain(backend, items: list[Item], cited: list[list[Item]], mode: str, max_tokens: int) -> list[str]:
+    """One explanation per item. ``mode``: ``grounded`` or ``llm`` (grounded + a generated sentence,
+    all prompts generated in one batch)."""
+    base = [grounded(it, c) for it, c in zip(items, cited, strict=True)]
+    if mode != "llm" or backend is None:
+        return base
+    todo = [i for i, c in enumerate(cited) if c]
+    prompts = [
+        render("explain", liked="\n".join(f"- {item_line(c)}" for c in cited[i]), item=f"- {item_line(items[i])}")
+        for i in todo
+    ]
+    for i, text in zip(todo, backend.generate(prompts, max_tokens), strict=True):
+        sentence = _first_sentence(text)
+        if sentence:
+            base[i] = f"{base[i]} {sentence}"
+    return base
+
+
+_ECHO_MARKERS = ("<data>", "</data>", "enjoyed:", "We recommend:", "Genres:", " - ")
+
+
+def _first_sentence(text: str) -> str:
+    """The first sentence of a generation, or "" when it echoes the prompt instead of explaining."""
+    text = " ".join(text.split())
+    if not text or text.startswith("-") or any(m in text for m in _ECHO_MARKERS):
+        return ""
+    for end in (". ", "! ", "? "):
+        if end in text:
+            text = text[: text.index(end) + 1]
+            break
+    return text.strip()

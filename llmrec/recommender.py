@@ -1,0 +1,160 @@
+"""The ``Recommender``: retrieval, LLM reranking and explanations over one data directory."""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from dataclasses import asdict, dataclass, field
+
+import numpy as np
+
+from llmrec.config import Config
+from llmrec.data.types import Item, histories
+from llmrec.errors import StoreError, UnknownItemError, UnknownUserError
+from llmrec.ingest import INTERACTIONS_FILE, item_from_metadata, read_interactions
+from llmrec.rank.explain import cite, explain
+from llmrec.rank.verbalizer import verbalizer_rank
+from llmrec.retrieval.topk import topk
+from llmrec.retrieval.user_state import recency_weighted
+
+
+@dataclass
+class Recommendation:
+    """One recommended item. ``score``: the LLM's label log-probability (natural log) for reranked
+    items, the item's interaction count for cold-start answers. ``rank``: 1-based.
+    ``because``: ids of the history items the explanation cites."""
+
+    item_id: str
+    title: str
+    score: float
+    rank: int
+    explanation: str
+    because: list[str] = field(default_factory=list)
+    retrieval_score: float | None = None
+
+
+@dataclass
+class Recommendations:
+    user: str | None
+    items: list[Recommendation]
+    cold_start: bool = False
+
+    def to_dict(self) -> dict:
+        return {"user": self.user, "cold_start": self.cold_start, "items": [asdict(r) for r in self.items]}
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), ensure_ascii=False, indent=1)
+
+
+class Recommender:
+    """Recommends items for a stored user or for an ad-hoc history.
+
+    Load with :meth:`load`; the LLM is loaded on first use.
+    """
+
+    def __init__(self, cfg: Config, ids: list[str], vectors: np.ndarray, metas: list[dict], interactions):
+        self.cfg = cfg
+        self.ids = ids
+        self.vectors = vectors
+        self.index = {iid: r for r, iid in enumerate(ids)}
+        self.items = [item_from_metadata(i, m) for i, m in zip(ids, metas, strict=True)]
+        self.histories = histories([x for x in interactions if x.item in self.index])
+        pop = Counter(x.item for x in interactions if x.item in self.index)
+        self.popularity = np.array([pop.get(i, 0) for i in ids], dtype=np.int64)
+        self._backend = None
+
+    @classmethod
+    def load(cls, data_dir=None, config: Config | None = None) -> Recommender:
+        """Open a data directory made by ``llmrec ingest``.
+
+        Raises:
+            StoreError: the directory holds no ingested items.
+        """
+        from llmrec.store import ItemStore
+
+        cfg = config or Config.load()
+        if data_dir is not None:
+            cfg = cfg.replace(data_dir=data_dir)
+        path = cfg.store_dir()
+        if cfg.chroma_host is None and not path.exists():
+            raise StoreError(f"no store at {path}: run `llmrec ingest` first")
+        ids, vecs, metas = ItemStore(path, "text", cfg.chroma_host, cfg.chroma_port).matrix()
+        if not ids:
+            raise StoreError(f"the store at {path} holds no items: run `llmrec ingest` first")
+        return cls(cfg, ids, vecs, metas, read_interactions(path / INTERACTIONS_FILE))
+
+    @property
+    def backend(self):
+        if self._backend is None:
+            from llmrec.llm.hf import make_backend
+
+            self._backend = make_backend(self.cfg)
+        return self._backend
+
+    def item(self, item_id: str) -> Item:
+        try:
+            return self.items[self.index[str(item_id)]]
+        except KeyError:
+            raise UnknownItemError(f"unknown item id {item_id!r}") from None
+
+    def history_of(self, user_id) -> list[str]:
+        try:
+            return self.histories[str(user_id)]
+        except KeyError:
+            raise UnknownUserError(f"unknown user {user_id!r}: no interactions stored for this user") from None
+
+    def candidates(self, history: list[str], n: int) -> tuple[np.ndarray, np.ndarray]:
+        """Retriever: (item rows [n], scores [n]) for a non-empty history, history excluded."""
+        rows = [self.index[i] for i in history]
+        recent = rows[-self.cfg.history_max:]
+        user = recency_weighted(self.vectors[recent], self.cfg.recency_half_life)
+        n = min(n, len(self.ids) - len(set(rows)))
+        scores, idx = topk(user[None], self.vectors, n, exclude=[set(rows)])
+        return idx[0].numpy(), scores[0].numpy()
+
+    def recommend(self, user_id=None, k: int | None = None, history: list | None = None) -> Recommendations:
+        """Top-``k`` items for a stored user, or for an explicit ``history`` of item ids (oldest first).
+
+        Raises:
+            UnknownUserError: ``user_id`` has no stored interactions.
+            UnknownItemError: ``history`` names an item not in the store.
+            ValueError: both or neither of ``user_id`` and ``history`` given, or k < 1.
+        """
+        if (user_id is None) == (history is None):
+            raise ValueError("give exactly one of user_id or history")
+        k = self.cfg.k if k is None else int(k)
+        if k < 1:
+            raise ValueError(f"k must be >= 1, got {k}")
+        hist = self.history_of(user_id) if user_id is not None else [self.item(i).id for i in history]
+        user = None if user_id is None else str(user_id)
+        seen = set(hist)
+        if not hist:
+            return self._cold_start(user, k)
+        if len(seen) >= len(self.ids):
+            return Recommendations(user, [])
+        rows, rscores = self.candidates(hist, max(k, self.cfg.candidates))
+        shown = [self.items[self.index[i]] for i in hist[-self.cfg.history_max:]]
+        cands = [self.items[r] for r in rows[: self.cfg.candidates]]
+        ranking = verbalizer_rank(self.backend, shown, cands)
+        order = ranking.order + list(range(len(cands), len(rows)))  # beyond the labels: retriever order
+        picked = order[:k]
+        hist_rows = [self.index[i] for i in hist[-self.cfg.history_max:]]
+        cited = cite(self.vectors[[rows[p] for p in picked]], self.vectors[hist_rows])
+        cited_items = [[shown[c] for c in cs] for cs in cited]
+        texts = explain(self.backend, [self.items[rows[p]] for p in picked], cited_items,
+                        self.cfg.explain, self.cfg.explain_max_tokens)
+        out = []
+        for r, (p, text, cs) in enumerate(zip(picked, texts, cited_items, strict=True), 1):
+            it = self.items[rows[p]]
+            score = float(ranking.logprobs[p]) if p < len(cands) else float("-inf")
+            out.append(Recommendation(it.id, it.title, score, r, text, [c.id for c in cs], float(rscores[p])))
+        return Recommendations(user, out)
+
+    def _cold_start(self, user, k: int) -> Recommendations:
+        order = sorted(range(len(self.ids)), key=lambda r: (-self.popularity[r], r))[:k]
+        return Recommendations(user, [
+            Recommendation(self.ids[r], self.items[r].title, float(self.popularity[r]), n,
+                           f"Popular with other users ({self.popularity[r]} interactions); "
+                           "there is no history to personalise on yet.")
+            for n, r in enumerate(order, 1)
+        ], cold_start=True)

@@ -1,0 +1,1 @@
+"""Prompt templates (plain text files, loaded by llmrec.rank.prompts)."""

@@ -1,0 +1,25 @@
+import pytest
+
+from llmrec.config import Config
+from llmrec.errors import ConfigError
+
+
+def test_precedence_file_env_flags(tmp_path):
+    f = tmp_path / "c.yaml"
+    f.write_text("candidates: 12\nk: 4\nexplain: grounded\n")
+    cfg = Config.load(f, env={"LLMREC_K": "6"}, overrides={"explain": "llm"})
+    assert (cfg.candidates, cfg.k, cfg.explain) == (12, 6, "llm")
+
+
+def test_unknown_key_is_named(tmp_path):
+    f = tmp_path / "c.yaml"
+    f.write_text("canditates: 12\n")
+    with pytest.raises(ConfigError, match="canditates"):
+        Config.load(f, env={})
+
+
+def test_bad_value_is_named():
+    with pytest.raises(ConfigError, match="'k'"):
+        Config.load(env={"LLMREC_K": "ten"})
+    with pytest.raises(ConfigError, match="candidates"):
+        Config.load(env={}, overrides={"candidates": 40})
