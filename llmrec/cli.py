@@ -56,7 +56,8 @@ def cmd_ingest(args) -> int:
     summary["skipped_lines"] = len(report.skipped)
     print(f"ingested {len(dataset.items)} items and {len(dataset.interactions)} interactions into "
           f"{summary['store']} in {time.time() - t0:.1f}s (store holds {summary['items_in_store']} items, "
-          f"{summary['interactions_in_store']} interactions; skipped {len(report.skipped)} bad lines)")
+          f"{summary['interactions_in_store']} interactions; {summary['items_unchanged']} items unchanged; "
+          f"skipped {len(report.skipped)} bad lines)")
     return 0
 
 

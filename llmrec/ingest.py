@@ -41,13 +41,17 @@ def item_metadata(item: Item) -> dict:
     return meta
 
 
+def _clean(meta: dict) -> dict:
+    return {k: v for k, v in meta.items() if v is not None}
+
+
 def item_from_metadata(item_id: str, meta: dict) -> Item:
     fields = {k[2:]: v for k, v in meta.items() if k.startswith("f_")}
     return Item(item_id, meta.get("title", item_id), meta.get("text", ""), meta.get("image"), meta.get("audio"), fields)
 
 
 def ingest(cfg: Config, dataset: Dataset, log=print) -> dict:
-    """Encode and upsert every item (idempotent, by item id), then write interactions.
+    """Encode and upsert every new or changed item (idempotent, by item id), then merge interactions.
 
     Interactions are merged with the stored ones, unique by (user, item, timestamp), and written to
     a temporary file then renamed, so nothing stored is lost or duplicated. Returns a summary dict.
@@ -67,15 +71,21 @@ def ingest(cfg: Config, dataset: Dataset, log=print) -> dict:
     items = dataset.items
     bar = tqdm(total=len(items), desc="encode+upsert items", unit="item")
     step = max(cfg.encode_batch_size * 8, 256)
+    unchanged = 0
     for s in range(0, len(items), step):
         chunk = items[s:s + step]
-        vecs = encoder.encode([it.document() for it in chunk])
-        store.upsert([it.id for it in chunk], vecs, [item_metadata(it) for it in chunk])
+        stored = store.metadata([it.id for it in chunk])
+        metas = {it.id: _clean(item_metadata(it)) for it in chunk}
+        todo = [it for it in chunk if stored.get(it.id) != metas[it.id]]  # new or changed items only
+        unchanged += len(chunk) - len(todo)
+        if todo:
+            vecs = encoder.encode([it.document() for it in todo])
+            store.upsert([it.id for it in todo], vecs, [metas[it.id] for it in todo])
         bar.update(len(chunk))
     bar.close()
     n_inter = merge_interactions(out / INTERACTIONS_FILE, dataset.interactions)
     summary = {"dataset": dataset.name, "store": str(out), "items_in_store": store.count(),
-               "interactions_in_store": n_inter,
+               "interactions_in_store": n_inter, "items_unchanged": unchanged,
                "encoder": encoder.path, **{f"input_{k}": v for k, v in dataset.stats().items()}}
     (out / MANIFEST_FILE).write_text(json.dumps(summary, indent=1))
     return summary

@@ -110,6 +110,15 @@ class ItemStore:
     def count(self) -> int:
         return self.collection.count()
 
+    def metadata(self, ids: list[str]) -> dict[str, dict]:
+        """Stored metadata of those ``ids`` that are in the store."""
+        out: dict[str, dict] = {}
+        step = max(1, int(self.client.get_max_batch_size()))
+        for s in range(0, len(ids), step):
+            got = self.collection.get(ids=[str(i) for i in ids[s:s + step]], include=["metadatas"])
+            out.update({i: m or {} for i, m in zip(got["ids"], got["metadatas"], strict=True)})
+        return out
+
     def matrix(self) -> tuple[list[str], np.ndarray, list[dict]]:
         """All items: (ids [N], float32 [N, d], metadatas [N]), in a stable id order."""
         n = self.count()

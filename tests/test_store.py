@@ -12,10 +12,21 @@ def test_ingest_twice_leaves_the_count(base_cfg, small_ml100k, tmp_path):
     second = ingest(cfg, small_ml100k, log=lambda *_: None)
     assert first["items_in_store"] == second["items_in_store"] == 300
     assert first["interactions_in_store"] == second["interactions_in_store"] == len(small_ml100k.interactions)
+    assert (first["items_unchanged"], second["items_unchanged"]) == (0, 300)
     ids, mat, metas = ItemStore(tmp_path / "s").matrix()
     assert ids[:3] == ["1", "2", "3"] and mat.shape == (300, 384)
     assert metas[0]["title"] == "Toy Story (1995)"
     np.testing.assert_allclose(np.linalg.norm(mat, axis=1), 1.0, atol=1e-5)
+    # A changed item is re-encoded in place: same count, new vector and metadata.
+    from llmrec.data.types import Dataset, Item
+
+    changed = Dataset("edit", [Item("1", "Toy Story (1995)", "Genres: Documentary.")], [])
+    third = ingest(cfg, changed, log=lambda *_: None)
+    assert third["items_in_store"] == 300 and third["items_unchanged"] == 0
+    assert third["interactions_in_store"] == len(small_ml100k.interactions)
+    ids2, mat2, metas2 = ItemStore(tmp_path / "s").matrix()
+    assert metas2[0]["text"] == "Genres: Documentary." and not np.allclose(mat2[0], mat[0])
+    np.testing.assert_array_equal(mat2[1:], mat[1:])
 
 
 def test_duplicate_ids_rejected_and_nothing_written(tmp_path):
