@@ -4,6 +4,6 @@
 fused similarity + top-k kernel and is imported lazily (it needs ``triton``).
 """
 
-from llmrec_kernels.reference import lex_topk, topk_reference
+from llmrec_kernels.reference import exclusion_bitset, lex_topk, topk_reference
 
-__all__ = ["lex_topk", "topk_reference"]
+__all__ = ["exclusion_bitset", "lex_topk", "topk_reference"]

@@ -42,3 +42,20 @@ def topk_reference(queries: torch.Tensor, items: torch.Tensor, k: int,
     # A stable descending sort keeps equal scores in index order.
     order = torch.sort(scores, dim=1, descending=True, stable=True).indices[:, :k]
     return scores.gather(1, order), order
+
+
+def exclusion_bitset(rows: torch.Tensor, cols: torch.Tensor, n_queries: int, n_items: int,
+                     device=None) -> torch.Tensor:
+    """Excluded (query, item) pairs as an int32 bitset [B, ceil(N / 32)]: bit j % 32 of word j // 32
+    of row b is set when item j is excluded for query b. Memory: B * N / 8 bytes.
+
+    Args:
+        rows, cols: int64 [E] unique (query, item) pairs.
+    """
+    words = (n_items + 31) // 32
+    bits = torch.zeros(n_queries * words, dtype=torch.int64, device=device)
+    rows, cols = rows.to(device, torch.int64), cols.to(device, torch.int64)
+    # Pairs are unique, so summing distinct powers of two is a bitwise OR.
+    bits.index_add_(0, rows * words + (cols >> 5), torch.ones_like(cols) << (cols & 31))
+    bits = torch.where(bits >= 2**31, bits - 2**32, bits)  # reinterpret as signed int32
+    return bits.view(n_queries, words).to(torch.int32)

@@ -6,6 +6,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
+from llmrec_kernels.reference import exclusion_bitset
 
 from llmrec.retrieval.errors import TopKError
 
@@ -32,18 +33,8 @@ class Exclusion:
         return Exclusion(self.rows.to(device), self.cols.to(device), self.counts.to(device))
 
     def bitset(self, n_items: int, device=None) -> torch.Tensor:
-        """The exclusion as an int32 bitset [B, ceil(N / 32)]: bit (j % 32) of word j // 32 is item j.
-
-        Memory is B * N / 8 bytes (1/16 of one fp16 item row per query at D=64).
-        """
-        B = self.counts.numel()
-        words = (n_items + 31) // 32
-        bits = torch.zeros(B * words, dtype=torch.int64, device=device)
-        rows, cols = self.rows.to(device), self.cols.to(device)
-        # Pairs are unique, so summing distinct powers of two is a bitwise OR.
-        bits.index_add_(0, rows * words + (cols >> 5), torch.ones_like(cols) << (cols & 31))
-        bits = torch.where(bits >= 2**31, bits - 2**32, bits)  # reinterpret as signed int32
-        return bits.view(B, words).to(torch.int32)
+        """The exclusion as the kernel's int32 bitset [B, ceil(N / 32)] (see ``exclusion_bitset``)."""
+        return exclusion_bitset(self.rows, self.cols, self.counts.numel(), n_items, device)
 
 
 def normalize_exclude(exclude, n_queries: int, n_items: int, error=TopKError) -> Exclusion:
