@@ -76,7 +76,8 @@ def topk(queries, items, k: int, exclude=None, *, backend: str = "auto", chunk: 
         raise TopKError(f"k must be an integer in [1, {MAX_K}], got {k!r}")
     k = int(k)
     q = q.to(device=x.device, dtype=torch.float32)
-    if not bool(torch.isfinite(q).all()):
+    finite = np.isfinite(q.detach().numpy()).all() if q.device.type == "cpu" else torch.isfinite(q).all()
+    if not bool(finite):
         row = _first_bad_row(q)
         raise TopKError(f"queries row {row} contains NaN or inf")
     excl = normalize_exclude(exclude, B, N)

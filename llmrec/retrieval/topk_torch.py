@@ -5,6 +5,7 @@ Memory is O(B * (k + chunk)) whatever N is: the [B, N] score matrix is never bui
 
 from __future__ import annotations
 
+import numpy as np
 import torch
 
 from llmrec.retrieval.exclusion import Exclusion
@@ -27,23 +28,42 @@ class NonFiniteScores(Exception):
         self.start = start
 
 
+def _all_finite_min(s: torch.Tensor) -> bool:
+    """True if min(s) is finite (no NaN, no -inf); numpy on CPU, torch elsewhere."""
+    if s.device.type == "cpu":
+        return bool(np.isfinite(np.min(s.detach().numpy())))
+    return bool(torch.isfinite(s.amin()))
+
+
 def _chunk_topk(s: torch.Tensor, kk: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """Exact (value desc, index asc) top-kk of each row of s [B, c]; indices local to the chunk."""
-    v, i = torch.topk(s, kk, dim=1, sorted=True)
-    t = v[:, -1:]
-    # torch.topk picks an arbitrary subset of the elements equal to the k-th value; fix the rows
-    # where some equal element was left out, so the lowest indices win.
-    bad = (s == t).sum(1) > (v == t).sum(1)
-    if bool(bad.any()):
-        rows = bad.nonzero(as_tuple=True)[0]
-        order = torch.sort(s[rows], dim=1, descending=True, stable=True).indices[:, :kk]
-        v[rows], i[rows] = s[rows].gather(1, order), order
+    """Exact (value desc, index asc) top-kk of each row of s [B, c]; indices local to the chunk.
+
+    ``torch.topk`` orders equal values arbitrarily, so it takes kk + 1 values: a row whose values
+    are all distinct (no two neighbours equal, including the (kk+1)-th) is already exact; the rare
+    rows with a tie are redone with a stable sort.
+    """
+    c = s.shape[1]
+    if kk >= c:
+        v, i = torch.sort(s, dim=1, descending=True, stable=True)
+        return v, i
+    v, i = torch.topk(s, kk + 1, dim=1, sorted=True)
+    tie = (v[:, 1:] == v[:, :-1]).any(1)
+    v, i = v[:, :kk], i[:, :kk]
+    if bool(tie.any()):
+        rows = tie.nonzero(as_tuple=True)[0]
+        sv, si = torch.sort(s[rows], dim=1, descending=True, stable=True)
+        v[rows], i[rows] = sv[:, :kk], si[:, :kk]
     return v, i
 
 
 def topk_chunked(q: torch.Tensor, x: torch.Tensor, k: int, excl: Exclusion,
                  chunk: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
     """Exact top-k by inner product, streaming the items in chunks.
+
+    Per chunk: one GEMM, one min-reduction (finiteness), one ``torch.topk``; the rest is on
+    [B, 2k] tensors. Each step's candidates are in (value desc, index asc) order and all have
+    higher indices than the running best, so a stable sort of [best, candidates] by value merges
+    them exactly.
 
     Args:
         q: float32 [B, D] queries. x: float [N, D] items (cast to fp32 chunk by chunk).
@@ -58,27 +78,33 @@ def topk_chunked(q: torch.Tensor, x: torch.Tensor, k: int, excl: Exclusion,
     B, N = q.shape[0], x.shape[0]
     chunk = chunk or default_chunk(B)
     # [c, D] @ [D, B] is the faster GEMM shape for small B; the transpose of the result is a view.
-    qt = q.T.contiguous()
     tall = B <= 64
-    bounds = torch.searchsorted(excl.cols, torch.arange(0, N + chunk, chunk, device=excl.cols.device))
-    best_v = torch.empty((B, 0), dtype=torch.float32, device=q.device)
-    best_i = torch.empty((B, 0), dtype=torch.int64, device=q.device)
+    qt = q.T.contiguous() if tall else None
+    bounds = None
+    if not excl.empty:
+        bounds = torch.searchsorted(excl.cols, torch.arange(0, N + chunk, chunk, device=excl.cols.device))
+    best_v = best_i = None
     for n, start in enumerate(range(0, N, chunk)):
         xc = x[start:start + chunk]
         if xc.dtype != torch.float32:
             xc = xc.float()
         s = (xc @ qt).T if tall else q @ xc.T  # [B, c]
-        if not bool(torch.isfinite(s).all()):
+        # NaN propagates through min; -inf is the min; +inf would be the top value (checked below).
+        # numpy's single-threaded min: torch's parallel reductions stall on a busy 2-core machine.
+        if not _all_finite_min(s):
             raise NonFiniteScores(start)
-        lo, hi = int(bounds[n]), int(bounds[n + 1])
-        if hi > lo:
-            s[excl.rows[lo:hi], excl.cols[lo:hi] - start] = float("-inf")
-        kk = min(k, s.shape[1])
-        v, i = _chunk_topk(s, kk)
-        # Candidates of this chunk in index order after the running best (all lower indices): a
-        # stable sort by value then keeps (value desc, index asc).
-        o = torch.argsort(i, dim=1)
-        v, i = v.gather(1, o), i.gather(1, o) + start
+        if bounds is not None:
+            lo, hi = int(bounds[n]), int(bounds[n + 1])
+            if hi > lo:
+                s[excl.rows[lo:hi], excl.cols[lo:hi] - start] = float("-inf")
+        v, i = _chunk_topk(s, min(k, s.shape[1]))
+        if bool((v[:, 0] == float("inf")).any()):
+            raise NonFiniteScores(start)
+        if start:
+            i = i + start
+        if best_v is None:
+            best_v, best_i = v, i
+            continue
         cat_v, cat_i = torch.cat([best_v, v], 1), torch.cat([best_i, i], 1)
         order = torch.sort(cat_v, dim=1, descending=True, stable=True).indices[:, :k]
         best_v, best_i = cat_v.gather(1, order), cat_i.gather(1, order)
