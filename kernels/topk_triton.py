@@ -30,7 +30,7 @@ import triton.language as tl
 from llmrec_kernels.reference import lex_topk
 
 MAX_K = 128
-_INT_MAX = 2**31 - 1
+_INT_MAX = tl.constexpr(2**31 - 1)
 
 
 class NonFiniteScoresError(ValueError):
@@ -144,19 +144,38 @@ def _num_sms(device: torch.device) -> int:
     return 4  # interpreter: a few splits exercise the merge
 
 
-def pick_config(B: int, N: int, D: int, k: int, device: torch.device) -> dict:
-    """Block sizes and number of splits. Heuristic (not tuned on a GPU yet; see gpu_check.sh)."""
-    block_b = 16 if B <= 16 else 32 if B <= 32 else 64
-    block_n = 128 if device.type == "cuda" else 32
-    block_d = 64 if device.type == "cuda" else 16
+def pick_config(B: int, N: int, D: int, k: int, device: torch.device, itemsize: int = 2) -> dict:
+    """Block sizes and number of splits.
+
+    GPU choice (not yet timed on a GPU; ``kernels/gpu_check.sh --sweep`` compares others): the
+    register tiles are sized so that the sm_90 build does not spill (checked offline with the
+    bundled ptxas: BLOCK_B=16/BLOCK_N=128/BLOCK_D=64/8 warps uses 246 registers and no stack for
+    k=20 and k=128; BLOCK_B=64 spills). Splits give ~8 programs per SM so that B = 1 fills the GPU.
+    In the interpreter, small blocks and a few splits keep tests fast and exercise the merge.
+    """
+    if device.type == "cuda":
+        block_b, block_n, block_d, warps, per_sm = (16, 128, 64, 8, 8) if B <= 16 else (32, 64, 64, 8, 8)
+        if itemsize == 4:  # fp32 tiles: half the features per step keeps the sm_90 build spill-free
+            block_d = 32
+    else:
+        block_b, block_n, block_d, warps, per_sm = 16, 32, 16, 4, 4
     b_blocks = triton.cdiv(B, block_b)
     tiles = triton.cdiv(N, block_n)
-    want = max(1, 4 * _num_sms(device) // b_blocks)  # ~4 programs per SM
+    want = max(1, per_sm * _num_sms(device) // b_blocks)
     splits = max(1, min(tiles, want))
     n_per_split = triton.cdiv(tiles, splits) * block_n
     splits = triton.cdiv(N, n_per_split)
     return dict(BLOCK_B=block_b, BLOCK_N=block_n, BLOCK_D=block_d, splits=splits,
-                n_per_split=n_per_split, num_warps=4 if block_b <= 32 else 8)
+                n_per_split=n_per_split, num_warps=warps)
+
+
+def with_splits(cfg: dict, N: int, per_program_items: int | None = None, splits: int | None = None) -> dict:
+    """Return cfg with the item range re-split (by items per program or by number of splits)."""
+    tiles = triton.cdiv(N, cfg["BLOCK_N"])
+    if splits is not None:
+        per_program_items = triton.cdiv(tiles, max(1, min(tiles, splits))) * cfg["BLOCK_N"]
+    n_per = max(cfg["BLOCK_N"], triton.cdiv(per_program_items, cfg["BLOCK_N"]) * cfg["BLOCK_N"])
+    return cfg | dict(n_per_split=n_per, splits=triton.cdiv(N, n_per))
 
 
 def triton_topk(q: torch.Tensor, x: torch.Tensor, k: int, bits: torch.Tensor | None = None,
@@ -180,12 +199,12 @@ def triton_topk(q: torch.Tensor, x: torch.Tensor, k: int, bits: torch.Tensor | N
         x = x.float()
     if x.stride(1) != 1:
         x = x.contiguous()
-    cfg = pick_config(B, N, D, k, x.device) | (config or {})
+    cfg = pick_config(B, N, D, k, x.device, x.element_size()) | (config or {})
     # The interpreter computes bf16 tl.dot on the raw bits: upcast bf16 tiles to fp32 there.
     upcast = cfg.get("upcast", x.dtype == torch.bfloat16 and x.device.type != "cuda")
     parts, scales = _query_parts(q.float(), torch.float32 if upcast else x.dtype)
     kp = triton.next_power_of_2(k)
-    S = cfg["splits"]
+    S = triton.cdiv(N, cfg["n_per_split"])
     out_v = torch.empty((B, S, k), dtype=torch.float32, device=x.device)
     out_i = torch.empty((B, S, k), dtype=torch.int32, device=x.device)
     grid = (triton.cdiv(B, cfg["BLOCK_B"]), S)
