@@ -1,70 +1,99 @@
-"""Exact inner-product top-k: ``llmrec.topk``. Retrieval goes through this function only."""
+"""Exact inner-product top-k: ``llmrec.topk``. Retrieval goes through this function only.
+
+Dispatch: CUDA items -> the fused Triton kernel (``llmrec_kernels.topk_triton``); otherwise the
+exact chunked BLAS path (``llmrec.retrieval.topk_torch``). ``backend="triton"`` forces the kernel,
+which on CPU tensors needs ``TRITON_INTERPRET=1`` (tests only).
+"""
 
 from __future__ import annotations
 
 import numpy as np
 import torch
 
-from llmrec.errors import LLMRecError
+from llmrec.retrieval.errors import TopKError
+from llmrec.retrieval.exclusion import normalize_exclude
+from llmrec.retrieval.topk_torch import NonFiniteScores, topk_chunked
 
-
-class TopKError(LLMRecError, ValueError):
-    """Bad input to :func:`topk` (shapes, k, non-finite values, empty items)."""
+MAX_K = 128
+BACKENDS = ("auto", "torch", "triton")
 
 
 def _as_tensor(x, name: str) -> torch.Tensor:
-    t = torch.as_tensor(np.asarray(x) if not isinstance(x, torch.Tensor) else x)
+    t = x if isinstance(x, torch.Tensor) else torch.as_tensor(np.asarray(x))
     if t.dim() != 2:
         raise TopKError(f"{name} must be 2-D, got shape {tuple(t.shape)}")
     if not torch.is_floating_point(t):
         raise TopKError(f"{name} must be floating point, got {t.dtype}")
-    if not torch.isfinite(t).all():
-        raise TopKError(f"{name} contains NaN or inf")
     return t
 
 
-def topk(queries, items, k: int, exclude=None, chunk: int = 65536):
+def _first_bad_row(x: torch.Tensor, start: int = 0) -> int | None:
+    bad = (~torch.isfinite(x[start:])).any(1).nonzero()
+    return None if bad.numel() == 0 else start + int(bad[0])
+
+
+def _nonfinite_error(x: torch.Tensor, start: int) -> TopKError:
+    row = _first_bad_row(x, start)
+    if row is not None:
+        return TopKError(f"items row {row} contains NaN or inf")
+    return TopKError("scores overflow float32 (queries or items too large)")
+
+
+def topk(queries, items, k: int, exclude=None, *, backend: str = "auto", chunk: int | None = None):
     """Exact top-k by inner product (cosine when both sides are L2-normalised).
 
     Args:
-        queries: float [B, D] (torch tensor or numpy array).
-        items: float [N, D] (fp32, fp16 or bf16; scores are accumulated in fp32).
-        k: 1 <= k <= N - |exclude[b]| for every query b.
-        exclude: None, or a sequence of B collections of item indices never returned for that query
-            (e.g. the user's history).
-        chunk: items scanned per step; memory is O(B * (k + chunk)), independent of N.
+        queries: float [B, D] (torch tensor or numpy array; used in fp32).
+        items: float [N, D]: fp32, fp16 or bf16 (scores are accumulated in fp32).
+        k: 1 <= k <= 128 and k <= N - |exclude[b]| for every query b.
+        exclude: None; a sequence of B collections of item indices never returned for that query
+            (e.g. the user's history); or a bool mask [B, N] (True = never return).
+        backend: "auto" (Triton on CUDA, chunked BLAS otherwise), "torch" (chunked torch on the
+            items' device) or "triton" (the fused kernel; on CPU tensors only under
+            ``TRITON_INTERPRET=1``).
+        chunk: items per step of the torch path (default: 32 MiB of scores, 4096..65536 items);
+            its memory is O(B * (k + chunk)), independent of N.
     Returns:
-        (scores float32 [B, k], indices int64 [B, k]), best first; ties broken by the lower index.
+        (scores float32 [B, k], indices int64 [B, k]) on the items' device, best first; equal
+        scores are ordered by the lower item index.
     Raises:
-        TopKError: wrong ranks, mismatched D, empty items, NaN/inf, or k out of range.
+        TopKError: wrong ranks or dtypes, mismatched D, B = 0, empty items, NaN/inf in the inputs
+            (or scores that overflow fp32), a bad ``exclude``, k out of range, unknown backend.
     """
-    q = _as_tensor(queries, "queries").float()
+    if backend not in BACKENDS:
+        raise TopKError(f"backend must be one of {BACKENDS}, got {backend!r}")
     x = _as_tensor(items, "items")
+    q = _as_tensor(queries, "queries")
     B, D = q.shape
     N = x.shape[0]
     if N == 0:
         raise TopKError("items is empty (N = 0)")
+    if B == 0:
+        raise TopKError("queries is empty (B = 0)")
     if x.shape[1] != D:
         raise TopKError(f"queries have D={D} but items have D={x.shape[1]}")
-    ex = [set() for _ in range(B)] if exclude is None else [set(int(i) for i in e) for e in exclude]
-    if len(ex) != B:
-        raise TopKError(f"exclude has {len(ex)} entries for {B} queries")
-    for b, e in enumerate(ex):
-        if e and (min(e) < 0 or max(e) >= N):
-            raise TopKError(f"exclude[{b}] holds an index outside [0, {N})")
-        if not 1 <= k <= N - len(e):
-            raise TopKError(f"k={k} out of range for query {b}: N={N}, excluded={len(e)}")
-    best_s = torch.full((B, 0), float("-inf"))
-    best_i = torch.zeros((B, 0), dtype=torch.long)
-    for start in range(0, N, chunk):
-        s = q @ x[start:start + chunk].float().T  # [B, c]
-        for b, e in enumerate(ex):
-            hit = [i - start for i in e if start <= i < start + s.shape[1]]
-            if hit:
-                s[b, hit] = float("-inf")
-        idx = torch.arange(start, start + s.shape[1]).expand(B, -1)
-        cat_s = torch.cat([best_s, s], 1)
-        cat_i = torch.cat([best_i, idx], 1)
-        order = torch.sort(cat_s, dim=1, descending=True, stable=True).indices[:, :k]
-        best_s, best_i = cat_s.gather(1, order), cat_i.gather(1, order)
-    return best_s, best_i
+    if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or not 1 <= k <= MAX_K:
+        raise TopKError(f"k must be an integer in [1, {MAX_K}], got {k!r}")
+    k = int(k)
+    q = q.to(device=x.device, dtype=torch.float32)
+    finite = np.isfinite(q.detach().numpy()).all() if q.device.type == "cpu" else torch.isfinite(q).all()
+    if not bool(finite):
+        row = _first_bad_row(q)
+        raise TopKError(f"queries row {row} contains NaN or inf")
+    excl = normalize_exclude(exclude, B, N)
+    worst = int(excl.counts.max()) if excl.counts.numel() else 0
+    if k > N - worst:
+        b = int(excl.counts.argmax())
+        raise TopKError(f"k={k} > N - |excluded| = {N} - {worst} = {N - worst} for query {b}")
+    use_triton = backend == "triton" or (backend == "auto" and x.is_cuda)
+    if use_triton:
+        from llmrec_kernels.topk_triton import NonFiniteScoresError, triton_topk
+
+        try:
+            return triton_topk(q, x, k, bits=None if excl.empty else excl.bitset(N, x.device))
+        except NonFiniteScoresError:
+            raise _nonfinite_error(x, 0) from None
+    try:
+        return topk_chunked(q, x, k, excl.to(x.device), chunk=chunk)
+    except NonFiniteScores as e:
+        raise _nonfinite_error(x, e.start) from None

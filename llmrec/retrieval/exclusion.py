@@ -1,0 +1,80 @@
+"""Per-query exclusion sets (a user's history) in one canonical form: sorted (row, col) pairs."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from llmrec_kernels.reference import exclusion_bitset
+
+from llmrec.retrieval.errors import TopKError
+
+
+@dataclass(frozen=True)
+class Exclusion:
+    """Excluded (query, item) pairs, unique and sorted by item index then query index.
+
+    Attributes:
+        rows: int64 [E] query index of each pair.
+        cols: int64 [E] item index of each pair (non-decreasing).
+        counts: int64 [B] number of excluded items per query.
+    """
+
+    rows: torch.Tensor
+    cols: torch.Tensor
+    counts: torch.Tensor
+
+    @property
+    def empty(self) -> bool:
+        return self.rows.numel() == 0
+
+    def to(self, device) -> Exclusion:
+        return Exclusion(self.rows.to(device), self.cols.to(device), self.counts.to(device))
+
+    def bitset(self, n_items: int, device=None) -> torch.Tensor:
+        """The exclusion as the kernel's int32 bitset [B, ceil(N / 32)] (see ``exclusion_bitset``)."""
+        return exclusion_bitset(self.rows, self.cols, self.counts.numel(), n_items, device)
+
+
+def normalize_exclude(exclude, n_queries: int, n_items: int, error=TopKError) -> Exclusion:
+    """Turn ``exclude`` into an :class:`Exclusion`.
+
+    Args:
+        exclude: None; a bool tensor/array [B, N] (True = never return); or a sequence of B
+            collections of item indices (duplicates are fine).
+        n_queries: B. n_items: N.
+        error: the exception class to raise.
+    Raises:
+        error: wrong length or shape, or an index outside [0, N).
+    """
+    B, N = n_queries, n_items
+    if exclude is None:
+        e = torch.zeros(0, dtype=torch.int64)
+        return Exclusion(e, e, torch.zeros(B, dtype=torch.int64))
+    if isinstance(exclude, (torch.Tensor, np.ndarray)) and (
+        exclude.dtype in (torch.bool, np.bool_) or np.dtype(getattr(exclude, "dtype", "O")) == np.bool_
+    ):
+        mask = torch.as_tensor(exclude)
+        if tuple(mask.shape) != (B, N):
+            raise error(f"exclude mask must have shape ({B}, {N}), got {tuple(mask.shape)}")
+        rows, cols = mask.cpu().nonzero(as_tuple=True)
+    else:
+        if len(exclude) != B:
+            raise error(f"exclude has {len(exclude)} entries for {B} queries")
+        rows_l, cols_l = [], []
+        for b, e in enumerate(exclude):
+            c = torch.as_tensor(np.asarray(list(e) if isinstance(e, (set, frozenset)) else e, dtype=np.int64))
+            c = c.reshape(-1)
+            if c.numel() and (int(c.min()) < 0 or int(c.max()) >= N):
+                raise error(f"exclude[{b}] holds an index outside [0, {N})")
+            c = torch.unique(c)
+            rows_l.append(torch.full_like(c, b))
+            cols_l.append(c)
+        if not rows_l:
+            rows_l, cols_l = [torch.zeros(0, dtype=torch.int64)], [torch.zeros(0, dtype=torch.int64)]
+        rows, cols = torch.cat(rows_l), torch.cat(cols_l)
+    rows, cols = rows.to(torch.int64), cols.to(torch.int64)
+    order = torch.argsort(cols * B + rows)
+    rows, cols = rows[order], cols[order]
+    return Exclusion(rows, cols, torch.bincount(rows, minlength=B))

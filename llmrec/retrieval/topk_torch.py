@@ -1,0 +1,114 @@
+"""Exact chunked top-k in plain torch (BLAS matmul + ``torch.topk`` per chunk): the CPU path.
+
+Memory is O(B * (k + chunk)) whatever N is: the [B, N] score matrix is never built.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from llmrec.retrieval.exclusion import Exclusion
+
+# Score-buffer budget in elements (fp32): 2**23 = 32 MiB; chunk = clamp(budget / B).
+SCORE_BUDGET = 2**23
+MIN_CHUNK, MAX_CHUNK = 4096, 65536
+
+
+def default_chunk(n_queries: int) -> int:
+    """Items per step: as many as fit the score budget, within [MIN_CHUNK, MAX_CHUNK]."""
+    return max(MIN_CHUNK, min(MAX_CHUNK, SCORE_BUDGET // max(1, n_queries)))
+
+
+class NonFiniteScores(Exception):
+    """Raised with the first chunk start whose scores hold NaN or inf."""
+
+    def __init__(self, start: int):
+        super().__init__(start)
+        self.start = start
+
+
+def _all_finite_min(s: torch.Tensor) -> bool:
+    """True if min(s) is finite (no NaN, no -inf); numpy on CPU, torch elsewhere."""
+    if s.device.type == "cpu":
+        return bool(np.isfinite(np.min(s.detach().numpy())))
+    return bool(torch.isfinite(s.amin()))
+
+
+def _chunk_topk(s: torch.Tensor, kk: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Exact (value desc, index asc) top-kk of each row of s [B, c]; indices local to the chunk.
+
+    ``torch.topk`` orders equal values arbitrarily, so it takes kk + 1 values: a row whose values
+    are all distinct (no two neighbours equal, including the (kk+1)-th) is already exact; the rare
+    rows with a tie are redone with a stable sort.
+    """
+    c = s.shape[1]
+    if kk >= c:
+        v, i = torch.sort(s, dim=1, descending=True, stable=True)
+        return v, i
+    v, i = torch.topk(s, kk + 1, dim=1, sorted=True)
+    tie = (v[:, 1:] == v[:, :-1]).any(1)
+    v, i = v[:, :kk], i[:, :kk]
+    if bool(tie.any()):
+        rows = tie.nonzero(as_tuple=True)[0]
+        sv, si = torch.sort(s[rows], dim=1, descending=True, stable=True)
+        v[rows], i[rows] = sv[:, :kk], si[:, :kk]
+    return v, i
+
+
+def topk_chunked(q: torch.Tensor, x: torch.Tensor, k: int, excl: Exclusion,
+                 chunk: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """Exact top-k by inner product, streaming the items in chunks.
+
+    Per chunk: one GEMM, one min-reduction (finiteness), one ``torch.topk``; the rest is on
+    [B, 2k] tensors. Each step's candidates are in (value desc, index asc) order and all have
+    higher indices than the running best, so a stable sort of [best, candidates] by value merges
+    them exactly.
+
+    Args:
+        q: float32 [B, D] queries. x: float [N, D] items (cast to fp32 chunk by chunk).
+        k: 1 <= k <= N - max excluded per query (checked by the caller).
+        excl: excluded (query, item) pairs sorted by item index.
+        chunk: items per step (default :func:`default_chunk`).
+    Returns:
+        (scores float32 [B, k], indices int64 [B, k]) best first, ties broken by the lower index.
+    Raises:
+        NonFiniteScores: a chunk's scores hold NaN or inf (non-finite items, or overflow).
+    """
+    B, N = q.shape[0], x.shape[0]
+    chunk = chunk or default_chunk(B)
+    # [c, D] @ [D, B] is the faster GEMM shape for small B; the transpose of the result is a view.
+    tall = B <= 64
+    qt = q.T.contiguous() if tall else None
+    bounds = None
+    if not excl.empty:
+        bounds = torch.searchsorted(excl.cols, torch.arange(0, N + chunk, chunk, device=excl.cols.device))
+    best_v = best_i = None
+    for n, start in enumerate(range(0, N, chunk)):
+        xc = x[start:start + chunk]
+        if xc.dtype != torch.float32:
+            xc = xc.float()
+        s = (xc @ qt).T if tall else q @ xc.T  # [B, c]
+        # NaN propagates through min; -inf is the min; +inf would be the top value (checked below).
+        # numpy's single-threaded min: torch's parallel reductions stall on a busy 2-core machine.
+        if not _all_finite_min(s):
+            raise NonFiniteScores(start)
+        if bounds is not None:
+            lo, hi = int(bounds[n]), int(bounds[n + 1])
+            if hi > lo:
+                s[excl.rows[lo:hi], excl.cols[lo:hi] - start] = float("-inf")
+        v, i = _chunk_topk(s, min(k, s.shape[1]))
+        if bool((v[:, 0] == float("inf")).any()):
+            raise NonFiniteScores(start)
+        if start:
+            i = i + start
+        if best_v is None:
+            best_v, best_i = v, i
+            continue
+        cat_v, cat_i = torch.cat([best_v, v], 1), torch.cat([best_i, i], 1)
+        order = torch.sort(cat_v, dim=1, descending=True, stable=True).indices[:, :k]
+        best_v, best_i = cat_v.gather(1, order), cat_i.gather(1, order)
+    return best_v, best_i
+
+
+__all__ = ["NonFiniteScores", "default_chunk", "topk_chunked"]

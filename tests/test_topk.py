@@ -1,0 +1,111 @@
+"""llmrec.topk: API, validation and the exact chunked CPU path (compared to the torch reference)."""
+
+import numpy as np
+import pytest
+import torch
+from topk_cases import check, integer_data, mask_of, normal_data, random_exclude
+
+import llmrec
+from llmrec.retrieval import TopKError, topk
+
+
+@pytest.mark.parametrize("B,N,D,k,chunk", [
+    (1, 1, 1, 1, None), (3, 37, 5, 4, 8), (17, 203, 33, 13, 50), (5, 1000, 70, 128, 129),
+    (40, 129, 8, 3, 4096), (2, 300, 3, 100, 7),
+])
+def test_ties_and_duplicates_match_reference(B, N, D, k, chunk):
+    q, x = integer_data(B, N, D)
+    check(topk(q, x, k, chunk=chunk), q, x, k)
+
+
+def test_all_equal_scores_pick_lowest_indices():
+    q, x = torch.ones(2, 4), torch.ones(50, 4)
+    v, i = topk(q, x, 7, chunk=6)
+    assert i.tolist() == [list(range(7))] * 2 and torch.equal(v, torch.full((2, 7), 4.0))
+
+
+@pytest.mark.parametrize("chunk", [None, 16, 97])
+def test_normal_data(chunk):
+    q, x = normal_data(9, 777, 31)
+    check(topk(q, x, 25, chunk=chunk), q, x, 25, exact_values=False)
+
+
+@pytest.mark.parametrize("as_mask", [False, True])
+def test_exclusion(as_mask):
+    B, N, D, k = 6, 150, 9, 11
+    q, x = integer_data(B, N, D, seed=1)
+    ex = random_exclude(B, N, 60, seed=2)
+    arg = mask_of(ex, B, N) if as_mask else [set(e) for e in ex]
+    v, i = topk(q, x, k, arg, chunk=32)
+    check((v, i), q, x, k, ex)
+    for b, e in enumerate(ex):
+        assert not set(i[b].tolist()) & set(e)
+
+
+def test_k_equals_n_minus_excluded():
+    B, N, D = 3, 40, 6
+    q, x = integer_data(B, N, D, seed=3)
+    ex = [list(range(0, 40, 2)), list(range(5, 25)), [1, 1, 3, 39, 38, 20, 21, 22, 23, 0, 2, 4, 6, 8, 10,
+                                                      12, 14, 16, 18, 19]]
+    k = N - max(len(set(e)) for e in ex)
+    check(topk(q, x, k, ex, chunk=16), q, x, k, ex)
+    with pytest.raises(TopKError, match="excluded"):
+        topk(q, x, k + 1, ex)
+
+
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16, torch.float64])
+def test_low_precision_items(dtype):
+    q, x = normal_data(4, 300, 20, seed=4)
+    xd = x.to(dtype)
+    v, i = topk(q, xd, 9, chunk=64)
+    check((v, i), q, xd, 9, exact_values=False)
+
+
+def test_numpy_inputs_and_export():
+    q, x = integer_data(2, 50, 4)
+    v, i = llmrec.topk(q.numpy(), x.numpy(), 5, [np.array([1, 2]), []])
+    check((v, i), q, x, 5, [[1, 2], []])
+
+
+def test_memory_does_not_scale_with_n():
+    # The chunked path never holds more than B * chunk scores: run with a tiny chunk on many items.
+    q, x = normal_data(2, 5000, 4)
+    check(topk(q, x, 3, chunk=128), q, x, 3, exact_values=False)
+
+
+@pytest.mark.parametrize("make,match", [
+    (lambda q, x: topk(q, x[:, :3], 2), "D=4"),
+    (lambda q, x: topk(q, x[:0], 2), "empty"),
+    (lambda q, x: topk(q[:0], x, 2), "empty"),
+    (lambda q, x: topk(q[0], x, 2), "2-D"),
+    (lambda q, x: topk(q, x[None], 2), "2-D"),
+    (lambda q, x: topk(q, x.long(), 2), "floating"),
+    (lambda q, x: topk(q, x, 0), "k must be"),
+    (lambda q, x: topk(q, x, 129), "k must be"),
+    (lambda q, x: topk(q, x, 2.0), "k must be"),
+    (lambda q, x: topk(q, x, 11), "k=11"),
+    (lambda q, x: topk(q, x, 2, [[1]]), "exclude has 1 entries"),
+    (lambda q, x: topk(q, x, 2, [[1], [10]]), "outside"),
+    (lambda q, x: topk(q, x, 2, [[1], [-1]]), "outside"),
+    (lambda q, x: topk(q, x, 2, torch.zeros(2, 9, dtype=torch.bool)), "shape"),
+    (lambda q, x: topk(q, x, 2, backend="faiss"), "backend"),
+])
+def test_errors(make, match):
+    q, x = integer_data(2, 10, 4)
+    with pytest.raises(TopKError, match=match):
+        make(q, x)
+
+
+@pytest.mark.parametrize("where,value,match", [
+    ("q", float("nan"), "queries row 1"), ("q", float("inf"), "queries row 1"),
+    ("x", float("nan"), "items row 7"), ("x", float("-inf"), "items row 7"),
+])
+def test_non_finite_inputs(where, value, match):
+    q, x = integer_data(2, 10, 4)
+    (q if where == "q" else x)[1 if where == "q" else 7, 2] = value
+    with pytest.raises(TopKError, match=match):
+        topk(q, x, 2, chunk=4)
+
+
+def test_topk_error_is_value_error():
+    assert issubclass(TopKError, ValueError) and issubclass(TopKError, llmrec.errors.LLMRecError)
