@@ -10,9 +10,9 @@ os.environ.setdefault("TRITON_INTERPRET", "1")
 
 import pytest  # noqa: E402
 import torch  # noqa: E402
-from topk_cases import check, integer_data, mask_of, normal_data, random_exclude  # noqa: E402
 
 from llmrec.retrieval import TopKError, topk  # noqa: E402
+from tests.topk_cases import check, integer_data, mask_of, normal_data, random_exclude  # noqa: E402
 
 pytest.importorskip("triton")
 if os.environ.get("TRITON_INTERPRET") != "1":

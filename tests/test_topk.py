@@ -3,10 +3,10 @@
 import numpy as np
 import pytest
 import torch
-from topk_cases import check, integer_data, mask_of, normal_data, random_exclude
 
 import llmrec
 from llmrec.retrieval import TopKError, topk
+from tests.topk_cases import check, integer_data, mask_of, normal_data, random_exclude
 
 
 @pytest.mark.parametrize("B,N,D,k,chunk", [
