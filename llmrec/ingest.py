@@ -57,10 +57,9 @@ def ingest(cfg: Config, dataset: Dataset, log=print) -> dict:
     a temporary file then renamed, so nothing stored is lost or duplicated. Returns a summary dict.
     """
     from llmrec.encoders.text import TextEncoder
-    from llmrec.store import ItemStore
+    from llmrec.store import ItemStore, ensure_dir
 
-    out = cfg.store_dir()
-    out.mkdir(parents=True, exist_ok=True)
+    out = ensure_dir(cfg.store_dir())
     store = ItemStore(out, "text", cfg.chroma_host, cfg.chroma_port)
     encoder = TextEncoder(cfg)
     have = store.dim()

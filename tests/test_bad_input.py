@@ -85,3 +85,70 @@ def test_oversized_csv_field_is_a_line_error(tmp_path):
     inter = _w(tmp_path / "i.csv", b"user,item,timestamp\n" + b"u" * 200_000 + b",a,1\nu2,a,2\n")
     with pytest.raises(CatalogLineError, match="i.csv:2: "):
         load_catalog(items, inter)
+
+
+# ---------------------------------------------------------------------- the store
+def test_unicode_digit_and_long_numeric_ids_do_not_break_the_store(tmp_path):
+    # '²'.isdigit() is True but int('²') fails, and int() refuses > 4300 digits: one such item
+    # made every later matrix() (so every `recommend`) crash.
+    import numpy as np
+
+    from llmrec.data.types import Interaction, histories
+    from llmrec.store import ItemStore
+
+    store = ItemStore(tmp_path / "s")
+    ids = ["²", "٧", "9" * 5000, "10", "9", "07", "7", "b"]
+    store.upsert(ids, np.eye(len(ids), 4, dtype=np.float32))
+    got, mat, _ = store.matrix()
+    assert got[:4] == ["07", "7", "9", "10"] and set(got) == set(ids) and mat.shape == (len(ids), 4)
+    hist = histories([Interaction("u", i, 1.0) for i in ids])
+    assert hist["u"][:4] == ["07", "7", "9", "10"]
+
+
+def test_store_rejects_bad_ids_metadata_and_vectors_keeping_what_is_stored(tmp_path):
+    import numpy as np
+
+    from llmrec.errors import StoreError
+    from llmrec.store import ItemStore
+
+    store = ItemStore(tmp_path / "s")
+    store.upsert(["a", "b"], np.eye(2, 4, dtype=np.float32), [{"title": "A"}, {"title": "B"}])
+    before = store.matrix()
+    one = np.ones((1, 4), np.float32)
+    bad = [
+        ([""], one, None, "empty"),
+        ([None], one, None, "None"),
+        ([True], one, None, "got True"),
+        (["c"], [["x", "y", "z", "w"]], None, "vectors"),
+        (["c"], one, ["title"], "metadata of item 'c' must be a dict"),
+        (["c"], one, [{"": 1}], "key ''"),
+        (["c"], one, [{"#x": 1}], "key '#x'"),
+        (["c"], one, [{"chroma:document": "x"}], "chroma:document"),
+        (["c"], one, [{3: "x"}], "key 3"),
+        (["c"], one, [{"s": float("nan")}], "'s' of item 'c' must be a finite number"),
+        (["c"], one, [{"n": 2**63}], "'n' of item 'c'"),
+    ]
+    for ids, vecs, metas, match in bad:
+        with pytest.raises(StoreError, match=match):
+            store.upsert(ids, vecs, metas)
+    after = store.matrix()
+    assert after[0] == before[0] and after[2] == before[2]
+    np.testing.assert_array_equal(after[1], before[1])
+
+
+def test_data_dir_that_is_a_file_is_a_store_error(base_cfg, tmp_path, capsys):
+    from llmrec.cli import main
+    from llmrec.errors import StoreError
+    from llmrec.recommender import Recommender
+    from llmrec.store import ItemStore
+
+    afile = tmp_path / "afile"
+    afile.write_text("not a store")
+    for path in (afile, afile / "sub"):
+        with pytest.raises(StoreError, match="afile"):
+            ItemStore(path)
+    with pytest.raises(StoreError, match="afile"):
+        Recommender.load(afile, base_cfg)
+    items = _w(tmp_path / "items.jsonl", GOOD)
+    assert main(["ingest", "--home", str(base_cfg.home), "--data-dir", str(afile / "sub"), "--catalog", str(items)]) == 2
+    assert "afile" in capsys.readouterr().err and afile.read_text() == "not a store"
