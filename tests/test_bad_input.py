@@ -152,3 +152,61 @@ def test_data_dir_that_is_a_file_is_a_store_error(base_cfg, tmp_path, capsys):
     items = _w(tmp_path / "items.jsonl", GOOD)
     assert main(["ingest", "--home", str(base_cfg.home), "--data-dir", str(afile / "sub"), "--catalog", str(items)]) == 2
     assert "afile" in capsys.readouterr().err and afile.read_text() == "not a store"
+
+
+# ---------------------------------------------------------------------- configuration
+@pytest.mark.parametrize("text, match", [
+    ("candidates: null\n", "'candidates'"),
+    ("home: null\n", "'home'"),
+    ("1: 2\nfoo: 3\n", "unknown config key"),
+    ("? [a, b]\n: 1\n", "c.yaml"),
+    ("recency_half_life: 0\n", "'recency_half_life'"),
+    ("recency_half_life: .nan\n", "'recency_half_life'"),
+    ("history_max: -3\n", "'history_max'"),
+    ("history_max: 0\n", "'history_max'"),
+    ("encode_batch_size: 0\n", "'encode_batch_size'"),
+    ("explain_max_tokens: 0\n", "'explain_max_tokens'"),
+    ("k: 2.9\n", "'k'"),
+    ("k: true\n", "'k'"),
+    ("chroma_port: 70000\n", "'chroma_port'"),
+    ("download_timeout_s: -1\n", "'download_timeout_s'"),
+    ("device: tpu\n", "'device'"),
+])
+def test_bad_config_values_are_config_errors(tmp_path, text, match):
+    from llmrec.config import Config
+    from llmrec.errors import ConfigError
+
+    f = tmp_path / "c.yaml"
+    f.write_text(text)
+    with pytest.raises(ConfigError, match=match):
+        Config.load(f, env={})
+
+
+def test_non_utf8_config_file_is_a_config_error(tmp_path):
+    from llmrec.config import Config
+    from llmrec.errors import ConfigError
+
+    f = _w(tmp_path / "c.yaml", b"k: 3\n\xff\xfe: 1\n")
+    with pytest.raises(ConfigError, match="c.yaml"):
+        Config.load(f, env={})
+
+
+def test_empty_environment_value_means_unset():
+    # `export LLMREC_DATA_DIR=` used to put the store in the current directory (Path('') is '.').
+    from llmrec.config import Config
+
+    cfg = Config.load(env={"LLMREC_DATA_DIR": "", "LLMREC_CHROMA_HOST": "", "LLMREC_K": " "})
+    assert cfg.data_dir is None and cfg.chroma_host is None and cfg.k == 10
+
+
+def test_cuda_device_without_cuda_is_a_model_error():
+    import torch
+
+    from llmrec.encoders.text import resolve_device
+    from llmrec.errors import ModelError
+
+    if torch.cuda.is_available():
+        assert resolve_device("cuda") == "cuda"
+        return
+    with pytest.raises(ModelError, match="'cuda'.*no CUDA"):
+        resolve_device("cuda")

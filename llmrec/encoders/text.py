@@ -5,15 +5,23 @@ from __future__ import annotations
 import numpy as np
 
 from llmrec.config import Config
+from llmrec.errors import ModelError
 from llmrec.models import text_encoder_path
 
 
 def resolve_device(name: str) -> str:
-    if name != "auto":
-        return name
+    """The torch device for config ``device``: ``auto`` is cuda when present, else cpu.
+
+    Raises:
+        ModelError: a cuda device is asked for where torch sees no CUDA device.
+    """
     import torch
 
-    return "cuda" if torch.cuda.is_available() else "cpu"
+    if name == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise ModelError(f"device {name!r} is configured but torch sees no CUDA device: use 'auto' or 'cpu'")
+    return name
 
 
 class TextEncoder:
