@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import operator
 from collections import Counter
 from dataclasses import asdict, dataclass, field
 
@@ -10,7 +11,7 @@ import numpy as np
 
 from llmrec.config import Config
 from llmrec.data.types import Item, histories
-from llmrec.errors import StoreError, UnknownItemError, UnknownUserError
+from llmrec.errors import RequestError, StoreError, UnknownItemError, UnknownUserError
 from llmrec.ingest import INTERACTIONS_FILE, item_from_metadata, read_interactions
 from llmrec.rank.explain import cite, explain
 from llmrec.rank.verbalizer import verbalizer_rank
@@ -115,17 +116,29 @@ class Recommender:
     def recommend(self, user_id=None, k: int | None = None, history: list | None = None) -> Recommendations:
         """Top-``k`` items for a stored user, or for an explicit ``history`` of item ids (oldest first).
 
+        An item seen more than once counts once, at its latest position. Fewer than ``k`` items come
+        back when the catalog has fewer unseen items; none when the history covers the catalog.
+
         Raises:
             UnknownUserError: ``user_id`` has no stored interactions.
             UnknownItemError: ``history`` names an item not in the store.
-            ValueError: both or neither of ``user_id`` and ``history`` given, or k < 1.
+            RequestError (a ValueError): both or neither of ``user_id`` and ``history`` given,
+                ``history`` not a list of item ids (e.g. one string), or ``k`` not an integer >= 1.
         """
         if (user_id is None) == (history is None):
-            raise ValueError("give exactly one of user_id or history")
-        k = self.cfg.k if k is None else int(k)
-        if k < 1:
-            raise ValueError(f"k must be >= 1, got {k}")
+            raise RequestError("give exactly one of user_id or history")
+        if history is not None and (isinstance(history, (str, bytes)) or not hasattr(history, "__iter__")):
+            raise RequestError(f"history must be a list of item ids, got {type(history).__name__} {history!r}")
+        k = self.cfg.k if k is None else k
+        try:
+            ok = not isinstance(k, bool) and operator.index(k) >= 1
+        except TypeError:
+            ok = False
+        if not ok:
+            raise RequestError(f"k must be an integer >= 1, got {k!r}")
+        k = operator.index(k)
         hist = self.history_of(user_id) if user_id is not None else [self.item(i).id for i in history]
+        hist = list(dict.fromkeys(reversed(hist)))[::-1]  # each item once, at its latest position
         user = None if user_id is None else str(user_id)
         seen = set(hist)
         if not hist:
