@@ -17,7 +17,7 @@ from llmrec.config import Config
 from llmrec.data.catalog import LoadReport, load_catalog
 from llmrec.data.movielens import load_ml100k, load_ml_latest_small
 from llmrec.data.types import Dataset, Interaction, Item
-from llmrec.errors import ConfigError
+from llmrec.errors import ConfigError, StoreError
 
 INTERACTIONS_FILE = "interactions.csv"
 MANIFEST_FILE = "manifest.json"
@@ -55,17 +55,20 @@ def ingest(cfg: Config, dataset: Dataset, log=print) -> dict:
 
     Interactions are merged with the stored ones, unique by (user, item, timestamp), and written to
     a temporary file then renamed, so nothing stored is lost or duplicated. Returns a summary dict.
+
+    Raises:
+        StoreError: the data directory is a file, the store's vector dimension differs from the
+            encoder's, or the stored interactions file is corrupt (checked before anything is written).
     """
     from llmrec.encoders.text import TextEncoder
     from llmrec.store import ItemStore, ensure_dir
 
     out = ensure_dir(cfg.store_dir())
+    read_interactions(out / INTERACTIONS_FILE)  # a corrupt file is refused before any write
     store = ItemStore(out, "text", cfg.chroma_host, cfg.chroma_port)
     encoder = TextEncoder(cfg)
     have = store.dim()
     if have is not None and have != encoder.dim:
-        from llmrec.errors import StoreError
-
         raise StoreError(f"text encoder dimension {encoder.dim} does not match store {out} dimension {have}")
     items = dataset.items
     bar = tqdm(total=len(items), desc="encode+upsert items", unit="item")
@@ -111,8 +114,23 @@ def write_interactions(path: Path, rows: list[Interaction]) -> None:
 
 
 def read_interactions(path: Path) -> list[Interaction]:
+    """The interactions stored by :func:`write_interactions` ([] when there is no file yet).
+
+    Raises:
+        StoreError: ``file:line`` of the first row that cannot be read (the file was edited or damaged).
+    """
     if not path.exists():
         return []
-    with open(path, encoding="utf-8", newline="") as f:
-        return [Interaction(r["user"], r["item"], float(r["timestamp"]), float(r["rating"]) if r["rating"] else None)
-                for r in csv.DictReader(f)]
+    out, line = [], 1
+    try:
+        with open(path, encoding="utf-8", newline="") as f:
+            reader = csv.DictReader(f)
+            for r in reader:
+                line = reader.line_num
+                out.append(Interaction(r["user"], r["item"], float(r["timestamp"]),
+                                       float(r["rating"]) if r["rating"] else None))
+    except (OSError, UnicodeDecodeError, csv.Error, KeyError, TypeError, ValueError) as e:
+        what = f"missing column {e}" if isinstance(e, KeyError) else str(e)
+        raise StoreError(f"{path}:{line}: stored interactions unreadable ({what}); fix or remove the file "
+                         "and ingest again") from None
+    return out

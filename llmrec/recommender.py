@@ -69,7 +69,8 @@ class Recommender:
         """Open a data directory made by ``llmrec ingest``.
 
         Raises:
-            StoreError: the directory holds no ingested items.
+            StoreError: the directory holds no store (it is not created) or no ingested items, the
+                Chroma server cannot be reached, or the stored interactions are corrupt.
         """
         from llmrec.store import ItemStore
 
@@ -77,7 +78,7 @@ class Recommender:
         if data_dir is not None:
             cfg = cfg.replace(data_dir=data_dir)
         path = cfg.store_dir()
-        if cfg.chroma_host is None and not path.exists():
+        if cfg.chroma_host is None and not (path / "chroma.sqlite3").is_file():
             raise StoreError(f"no store at {path}: run `llmrec ingest` first")
         ids, vecs, metas = ItemStore(path, "text", cfg.chroma_host, cfg.chroma_port).matrix()
         if not ids:

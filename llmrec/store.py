@@ -42,11 +42,17 @@ def _client(path: Path | None, host: str | None, port: int):
 
     settings = Settings(anonymized_telemetry=False)
     if host:
-        return chromadb.HttpClient(host=host, port=port, settings=settings)
+        try:
+            return chromadb.HttpClient(host=host, port=port, settings=settings)
+        except Exception as e:  # chromadb raises ValueError, httpx errors, ...
+            raise StoreError(f"cannot reach the Chroma server at {host}:{port}: {e}") from e
     if path is None:
         raise StoreError("an embedded store needs a data directory")
     ensure_dir(path)
-    return chromadb.PersistentClient(path=str(path), settings=settings)
+    try:
+        return chromadb.PersistentClient(path=str(path), settings=settings)
+    except Exception as e:
+        raise StoreError(f"cannot open the Chroma store at {path}: {e}") from e
 
 
 def _check_id(i) -> str:

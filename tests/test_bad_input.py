@@ -301,3 +301,45 @@ def test_ingest_catalog_honours_configured_data_dir(base_cfg, tmp_path, monkeypa
     monkeypatch.setenv("LLMREC_DATA_DIR", str(tmp_path / "mine"))
     assert main(["ingest", "--home", str(tmp_path / "home"), "--catalog", str(items)]) == 0
     assert (tmp_path / "mine" / "manifest.json").exists() and not (tmp_path / "home" / "data").exists()
+
+
+def test_a_folder_without_a_store_is_not_turned_into_one(base_cfg, tmp_path):
+    # `recommend --data-dir ~` used to leave a chroma.sqlite3 in the user's folder.
+    from llmrec.errors import StoreError
+    from llmrec.recommender import Recommender
+
+    (tmp_path / "notes.txt").write_text("mine")
+    with pytest.raises(StoreError, match="no store at"):
+        Recommender.load(tmp_path, base_cfg)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["notes.txt"]
+
+
+def test_unreachable_chroma_server_is_a_store_error(base_cfg):
+    from llmrec.errors import StoreError
+    from llmrec.recommender import Recommender
+
+    with pytest.raises(StoreError, match="127.0.0.1:9"):
+        Recommender.load(config=base_cfg.replace(chroma_host="127.0.0.1", chroma_port=9))
+
+
+def test_corrupt_stored_interactions_are_a_store_error_and_not_overwritten(tiny_store, tmp_path):
+    import shutil
+
+    from llmrec.data.types import Dataset, Item
+    from llmrec.errors import StoreError
+    from llmrec.ingest import INTERACTIONS_FILE, ingest
+    from llmrec.recommender import Recommender
+
+    copy = tmp_path / "copy"
+    shutil.copytree(tiny_store.store_dir(), copy)
+    cfg = tiny_store.replace(data_dir=copy)
+    for text in ("user,item\nu1,7\n", "user,item,timestamp,rating\nu1,7,1,5\nu1,7,abc,\n"):
+        (copy / INTERACTIONS_FILE).write_text(text)
+        with pytest.raises(StoreError, match=f"{INTERACTIONS_FILE}"):
+            Recommender.load(config=cfg)
+        with pytest.raises(StoreError, match=f"{INTERACTIONS_FILE}"):
+            ingest(cfg, Dataset("x", [Item("z", "Zed")], []))
+        assert (copy / INTERACTIONS_FILE).read_text() == text
+    from llmrec.store import ItemStore
+
+    assert ItemStore(copy).count() == len(TINY)  # refused before any item was written
