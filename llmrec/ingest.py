@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import csv
 import json
+import math
 import os
+from collections import Counter
 from pathlib import Path
 
 from tqdm import tqdm
@@ -17,7 +19,7 @@ from llmrec.config import Config
 from llmrec.data.catalog import LoadReport, load_catalog
 from llmrec.data.movielens import load_ml100k, load_ml_latest_small
 from llmrec.data.types import Dataset, Interaction, Item
-from llmrec.errors import ConfigError, StoreError
+from llmrec.errors import ConfigError, DataError, StoreError
 
 INTERACTIONS_FILE = "interactions.csv"
 MANIFEST_FILE = "manifest.json"
@@ -57,12 +59,15 @@ def ingest(cfg: Config, dataset: Dataset, log=print) -> dict:
     a temporary file then renamed, so nothing stored is lost or duplicated. Returns a summary dict.
 
     Raises:
+        DataError: the dataset repeats an item id, or an interaction has a non-finite timestamp or
+            rating (checked before anything is written).
         StoreError: the data directory is a file, the store's vector dimension differs from the
             encoder's, or the stored interactions file is corrupt (checked before anything is written).
     """
     from llmrec.encoders.text import TextEncoder
     from llmrec.store import ItemStore, ensure_dir
 
+    check_dataset(dataset)
     out = ensure_dir(cfg.store_dir())
     read_interactions(out / INTERACTIONS_FILE)  # a corrupt file is refused before any write
     store = ItemStore(out, "text", cfg.chroma_host, cfg.chroma_port)
@@ -91,6 +96,22 @@ def ingest(cfg: Config, dataset: Dataset, log=print) -> dict:
                "encoder": encoder.path, **{f"input_{k}": v for k, v in dataset.stats().items()}}
     (out / MANIFEST_FILE).write_text(json.dumps(summary, indent=1))
     return summary
+
+
+def check_dataset(dataset: Dataset) -> None:
+    """What the catalog loaders check, for a Dataset built in code.
+
+    Raises:
+        DataError: an item id appears twice (the ids named), or an interaction's timestamp or
+            rating is not a finite number (user and item named).
+    """
+    dups = [i for i, c in Counter(it.id for it in dataset.items).items() if c > 1]
+    if dups:
+        raise DataError(f"duplicate item id(s) in dataset {dataset.name!r}: {', '.join(map(repr, dups[:10]))}")
+    for x in dataset.interactions:
+        for what, v in (("timestamp", x.timestamp), ("rating", x.rating)):
+            if v is not None and not math.isfinite(v):
+                raise DataError(f"interaction of user {x.user!r}, item {x.item!r}: {what} must be finite, got {v}")
 
 
 def merge_interactions(path: Path, rows: list[Interaction]) -> int:

@@ -343,3 +343,22 @@ def test_corrupt_stored_interactions_are_a_store_error_and_not_overwritten(tiny_
     from llmrec.store import ItemStore
 
     assert ItemStore(copy).count() == len(TINY)  # refused before any item was written
+
+
+def test_api_ingest_refuses_duplicate_ids_and_non_finite_times_before_writing(base_cfg, tmp_path):
+    # Through the Python API a Dataset skips the JSONL checks: a duplicate id in two different
+    # encode chunks (512 items apart) was silently merged, a NaN timestamp re-added on every ingest.
+    import math
+
+    from llmrec.data.types import Dataset, Interaction, Item
+    from llmrec.errors import DataError
+    from llmrec.ingest import ingest
+
+    cfg = base_cfg.replace(data_dir=tmp_path / "s")
+    items = [Item(str(i), f"Item {i}") for i in range(600)] + [Item("3", "Another three")]
+    with pytest.raises(DataError, match="duplicate item id.*'3'"):
+        ingest(cfg, Dataset("dup", items, []))
+    bad_time = Dataset("t", items[:2], [Interaction("u", "0", math.nan)])
+    with pytest.raises(DataError, match="user 'u', item '0'.*timestamp"):
+        ingest(cfg, bad_time)
+    assert not (tmp_path / "s").exists()
