@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import operator
 from collections import Counter
 from dataclasses import asdict, dataclass, field
@@ -22,7 +23,8 @@ from llmrec.retrieval.user_state import recency_weighted
 @dataclass
 class Recommendation:
     """One recommended item. ``score``: the LLM's label log-probability (natural log) for reranked
-    items, the item's interaction count for cold-start answers. ``rank``: 1-based.
+    items (-inf, null in JSON, for items past the ``candidates`` the LLM labelled, when k is
+    larger), the item's interaction count for cold-start answers. ``rank``: 1-based.
     ``because``: ids of the history items the explanation cites."""
 
     item_id: str
@@ -41,10 +43,17 @@ class Recommendations:
     cold_start: bool = False
 
     def to_dict(self) -> dict:
-        return {"user": self.user, "cold_start": self.cold_start, "items": [asdict(r) for r in self.items]}
+        """Plain data; a non-finite score (an item ranked past the LLM's labels) becomes None."""
+        items = [asdict(r) for r in self.items]
+        for d in items:
+            for key in ("score", "retrieval_score"):
+                if d[key] is not None and not math.isfinite(d[key]):
+                    d[key] = None
+        return {"user": self.user, "cold_start": self.cold_start, "items": items}
 
     def to_json(self) -> str:
-        return json.dumps(self.to_dict(), ensure_ascii=False, indent=1)
+        """Strict JSON (no NaN or Infinity): see :meth:`to_dict`."""
+        return json.dumps(self.to_dict(), ensure_ascii=False, indent=1, allow_nan=False)
 
 
 class Recommender:

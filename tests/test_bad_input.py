@@ -362,3 +362,16 @@ def test_api_ingest_refuses_duplicate_ids_and_non_finite_times_before_writing(ba
     with pytest.raises(DataError, match="user 'u', item '0'.*timestamp"):
         ingest(cfg, bad_time)
     assert not (tmp_path / "s").exists()
+
+
+def test_json_is_strict_when_k_exceeds_the_labelled_candidates(tiny_store):
+    # Items past the LLM's labels had score -inf, printed as -Infinity: not JSON (jq, JS reject it).
+    import json
+
+    from llmrec.recommender import Recommender
+
+    rec = Recommender.load(config=tiny_store.replace(candidates=2))
+    res = rec.recommend(history=["7"], k=4)
+    data = json.loads(res.to_json(), parse_constant=lambda c: pytest.fail(f"not JSON: {c}"))
+    assert [r["rank"] for r in data["items"]] == [1, 2, 3, 4]
+    assert [r["score"] is None for r in data["items"]] == [False, False, True, True]
