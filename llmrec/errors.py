@@ -50,3 +50,7 @@ class UnknownItemError(LLMRecError, KeyError):
 
 class ModelError(LLMRecError, RuntimeError):
     """A model cannot be found, converted or loaded."""
+
+
+class PromptTooLongError(ModelError):
+    """A prompt does not fit the LLM's context window (checked before any forward pass)."""

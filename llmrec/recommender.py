@@ -12,7 +12,7 @@ import numpy as np
 
 from llmrec.config import Config
 from llmrec.data.types import Item, histories
-from llmrec.errors import RequestError, StoreError, UnknownItemError, UnknownUserError
+from llmrec.errors import PromptTooLongError, RequestError, StoreError, UnknownItemError, UnknownUserError
 from llmrec.ingest import INTERACTIONS_FILE, item_from_metadata, read_interactions
 from llmrec.rank.explain import cite, explain
 from llmrec.rank.verbalizer import verbalizer_rank
@@ -134,6 +134,8 @@ class Recommender:
             UnknownItemError: ``history`` names an item not in the store.
             RequestError (a ValueError): both or neither of ``user_id`` and ``history`` given,
                 ``history`` not a list of item ids (e.g. one string), or ``k`` not an integer >= 1.
+            PromptTooLongError: the ranking prompt exceeds the LLM's context even with one history
+                item (older history items are dropped from the prompt first).
         """
         if (user_id is None) == (history is None):
             raise RequestError("give exactly one of user_id or history")
@@ -158,10 +160,17 @@ class Recommender:
         rows, rscores = self.candidates(hist, max(k, self.cfg.candidates))
         shown = [self.items[self.index[i]] for i in hist[-self.cfg.history_max:]]
         cands = [self.items[r] for r in rows[: self.cfg.candidates]]
-        ranking = verbalizer_rank(self.backend, shown, cands)
+        while True:  # a prompt over the LLM's context: show less history (the most recent kept)
+            try:
+                ranking = verbalizer_rank(self.backend, shown, cands)
+                break
+            except PromptTooLongError:
+                if len(shown) <= 1:
+                    raise
+                shown = shown[len(shown) // 2:]
         order = ranking.order + list(range(len(cands), len(rows)))  # beyond the labels: retriever order
         picked = order[:k]
-        hist_rows = [self.index[i] for i in hist[-self.cfg.history_max:]]
+        hist_rows = [self.index[it.id] for it in shown]
         cited = cite(self.vectors[[rows[p] for p in picked]], self.vectors[hist_rows])
         cited_items = [[shown[c] for c in cs] for cs in cited]
         texts = explain(self.backend, [self.items[rows[p]] for p in picked], cited_items,

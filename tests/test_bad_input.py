@@ -375,3 +375,29 @@ def test_json_is_strict_when_k_exceeds_the_labelled_candidates(tiny_store):
     data = json.loads(res.to_json(), parse_constant=lambda c: pytest.fail(f"not JSON: {c}"))
     assert [r["rank"] for r in data["items"]] == [1, 2, 3, 4]
     assert [r["score"] is None for r in data["items"]] == [False, False, True, True]
+
+
+def test_prompt_over_the_model_context_is_refused_fast(tiny_store, tmp_path):
+    # Item text of 4-byte characters is ~4 tokens a character even after quoting to 200 characters:
+    # 20 candidates made a ~30k-token prompt, far past SmolLM2's 8192 positions, which ran for
+    # hours (or out of memory) on a CPU. It must be a typed error at once, at the CLI exit code 2.
+    import json
+    import time
+
+    from llmrec.cli import main
+    from llmrec.errors import PromptTooLongError
+
+    wide = "𒀀" * 300
+    items = tmp_path / "items.jsonl"
+    items.write_text("\n".join(json.dumps({"id": str(i), "title": f"{i} {wide}", "text": wide}, ensure_ascii=False)
+                               for i in range(24)) + "\n", encoding="utf-8")
+    args = ["--home", str(tiny_store.home), "--data-dir", str(tmp_path / "s")]
+    assert main(["ingest", *args, "--catalog", str(items)]) == 0
+    from llmrec.recommender import Recommender
+
+    rec = Recommender.load(config=tiny_store.replace(data_dir=tmp_path / "s"))
+    t0 = time.time()
+    with pytest.raises(PromptTooLongError, match="8192"):
+        rec.recommend(history=["0", "1", "2"], k=3)
+    assert time.time() - t0 < 30
+    assert main(["recommend", *args, "--history", "0,1", "--explain", "grounded"]) == 2
