@@ -61,6 +61,7 @@ def ingest(cfg: Config, dataset: Dataset, log=print) -> dict:
     Raises:
         DataError: the dataset repeats an item id, or an interaction has a non-finite timestamp or
             rating (checked before anything is written).
+        ModelError: the text encoder cannot be loaded (before the data directory is created).
         StoreError: the data directory is a file, the store's vector dimension differs from the
             encoder's, or the stored interactions file is corrupt (checked before anything is written).
     """
@@ -68,10 +69,10 @@ def ingest(cfg: Config, dataset: Dataset, log=print) -> dict:
     from llmrec.store import ItemStore, ensure_dir
 
     check_dataset(dataset)
+    encoder = TextEncoder(cfg)  # a bad encoder is refused before the data directory is created
     out = ensure_dir(cfg.store_dir())
     read_interactions(out / INTERACTIONS_FILE)  # a corrupt file is refused before any write
     store = ItemStore(out, "text", cfg.chroma_host, cfg.chroma_port)
-    encoder = TextEncoder(cfg)
     have = store.dim()
     if have is not None and have != encoder.dim:
         raise StoreError(f"text encoder dimension {encoder.dim} does not match store {out} dimension {have}")

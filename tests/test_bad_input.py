@@ -401,3 +401,20 @@ def test_prompt_over_the_model_context_is_refused_fast(tiny_store, tmp_path):
         rec.recommend(history=["0", "1", "2"], k=3)
     assert time.time() - t0 < 30
     assert main(["recommend", *args, "--history", "0,1", "--explain", "grounded"]) == 2
+
+
+def test_model_paths_that_are_not_models_are_model_errors(base_cfg, tmp_path):
+    from llmrec.data.types import Dataset, Item
+    from llmrec.errors import ModelError
+    from llmrec.ingest import ingest
+    from llmrec.llm.hf import TransformersBackend
+
+    empty = tmp_path / "not-a-model"
+    empty.mkdir()
+    for enc in (str(tmp_path / "missing"), str(empty)):
+        cfg = base_cfg.replace(text_encoder=enc, data_dir=tmp_path / "s")
+        with pytest.raises(ModelError, match="text encoder"):
+            ingest(cfg, Dataset("x", [Item("a", "Alpha")], []))
+        assert not (tmp_path / "s").exists()  # nothing created for a run that cannot encode
+    with pytest.raises(ModelError, match="not-a-model"):
+        TransformersBackend(base_cfg.replace(llm=str(empty)))

@@ -25,13 +25,21 @@ def resolve_device(name: str) -> str:
 
 
 class TextEncoder:
-    """``encode(texts) -> float32 [n, d]``, L2-normalised (cosine = inner product)."""
+    """``encode(texts) -> float32 [n, d]``, L2-normalised (cosine = inner product).
+
+    Raises:
+        ModelError: the configured encoder is missing or not a sentence-transformers model.
+    """
 
     def __init__(self, cfg: Config):
         from sentence_transformers import SentenceTransformer
 
         self.path = text_encoder_path(cfg)
-        self.model = SentenceTransformer(self.path, device=resolve_device(cfg.device))
+        device = resolve_device(cfg.device)
+        try:
+            self.model = SentenceTransformer(self.path, device=device)
+        except (OSError, ValueError, RuntimeError) as e:
+            raise ModelError(f"cannot load text encoder {self.path!r}: {e}") from e
         self.batch_size = cfg.encode_batch_size
         self.dim = int(self.model.get_embedding_dimension())
 

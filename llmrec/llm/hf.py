@@ -28,7 +28,7 @@ class TransformersBackend:
         try:
             self.tokenizer = AutoTokenizer.from_pretrained(self.path)
             self.model = AutoModelForCausalLM.from_pretrained(self.path, dtype=dtype).to(self.device).eval()
-        except OSError as e:
+        except (OSError, ValueError, RuntimeError) as e:  # missing, not a model, or incomplete folder
             raise ModelError(f"cannot load LLM {self.path!r}: {e}") from e
         if self.tokenizer.pad_token_id is None:
             self.tokenizer.pad_token = self.tokenizer.eos_token
