@@ -418,3 +418,10 @@ def test_model_paths_that_are_not_models_are_model_errors(base_cfg, tmp_path):
         assert not (tmp_path / "s").exists()  # nothing created for a run that cannot encode
     with pytest.raises(ModelError, match="not-a-model"):
         TransformersBackend(base_cfg.replace(llm=str(empty)))
+
+
+def test_deeply_nested_json_is_a_line_error(tmp_path):
+    items = _w(tmp_path / "items.jsonl", GOOD + b"[" * 200_000 + b"\n" + b'{"id": "c", "title": "C"}\n')
+    with pytest.raises(CatalogLineError, match="items.jsonl:2: .*nested"):
+        load_items_jsonl(items)
+    assert [i.id for i in load_items_jsonl(items, skip_bad=True)] == ["a", "c"]

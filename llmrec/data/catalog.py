@@ -144,8 +144,9 @@ def load_items_jsonl(path: str | Path, skip_bad: bool = False, report: LoadRepor
                 item = _parse_item(obj, path.parent)
                 if item.id in seen:
                     raise ValueError(f"duplicate item id {item.id!r} (first on line {seen[item.id]})")
-            except (ValueError, json.JSONDecodeError) as e:
-                err = CatalogLineError(path, n, str(e))
+            except (ValueError, RecursionError) as e:  # JSONDecodeError is a ValueError
+                reason = "JSON nested too deeply" if isinstance(e, RecursionError) else str(e)
+                err = CatalogLineError(path, n, reason)
                 if not skip_bad:
                     raise err from None
                 report.skipped.append(err)
