@@ -127,6 +127,8 @@ class Config:
         if path:
             try:
                 loaded = yaml.safe_load(Path(path).read_text(encoding="utf-8")) or {}
+            except RecursionError:
+                raise ConfigError(f"cannot read config file {path}: nested too deeply") from None
             except (OSError, UnicodeDecodeError, yaml.YAMLError) as e:
                 raise ConfigError(f"cannot read config file {path}: {e}") from e
             if not isinstance(loaded, dict):

@@ -171,6 +171,7 @@ def test_data_dir_that_is_a_file_is_a_store_error(base_cfg, tmp_path, capsys):
     ("chroma_port: 70000\n", "'chroma_port'"),
     ("download_timeout_s: -1\n", "'download_timeout_s'"),
     ("device: tpu\n", "'device'"),
+    ("[" * 5000 + "\n", "c.yaml"),
 ])
 def test_bad_config_values_are_config_errors(tmp_path, text, match):
     from llmrec.config import Config
