@@ -426,3 +426,33 @@ def test_deeply_nested_json_is_a_line_error(tmp_path):
     with pytest.raises(CatalogLineError, match="items.jsonl:2: .*nested"):
         load_items_jsonl(items)
     assert [i.id for i in load_items_jsonl(items, skip_bad=True)] == ["a", "c"]
+
+
+# ---------------------------------------------------------------------- MovieLens folders and caches
+def test_malformed_ml_latest_small_folder_is_a_data_error(tmp_path):
+    from llmrec.data.movielens import load_ml_latest_small
+
+    (tmp_path / "movies.csv").write_text("movieId,title,genres\n1,Toy Story (1995),Animation\n")
+    for text, where in (("userId,movieId,rating\n1,1,4.0\n", "ratings.csv:2"),
+                        ("userId,movieId,rating,timestamp\n1,1,4.0,964982703\n1,1,x,964982703\n", "ratings.csv:3")):
+        (tmp_path / "ratings.csv").write_text(text)
+        with pytest.raises(DataError, match=where):
+            load_ml_latest_small(tmp_path)
+    (tmp_path / "movies.csv").write_text("movieId,name\n1,Toy Story\n")
+    with pytest.raises(DataError, match="movies.csv:2"):
+        load_ml_latest_small(tmp_path)
+
+
+def test_damaged_ml100k_caches_are_data_errors(tmp_path):
+    from llmrec.data.movielens import load_ml100k
+
+    cache = tmp_path / "ml-100k-recbole"
+    cache.mkdir()
+    (cache / "ml-100k.item").write_text("item_id:token\tmovie_title:token_seq\trelease_year:token\tclass:token_seq\n"
+                                        "1\tToy Story\t1995\tAnimation\n")
+    (cache / "ml-100k.inter").write_text("user_id:token\titem_id:token\trating:float\ttimestamp:float\n196\t242\t3\t88\n196\t24")
+    with pytest.raises(DataError, match=r"ml-100k.inter:3: .*delete"):
+        load_ml100k(tmp_path, "recbole")
+    (tmp_path / "ml-100k.zip").write_bytes(b"PK\x03\x04 not really a zip")
+    with pytest.raises(DataError, match="ml-100k.zip"):
+        load_ml100k(tmp_path, "grouplens")
