@@ -7,6 +7,7 @@ A data directory holds the Chroma store, ``interactions.csv`` (user,item,timesta
 from __future__ import annotations
 
 import csv
+import fcntl
 import json
 import math
 import os
@@ -23,6 +24,7 @@ from llmrec.errors import ConfigError, DataError, StoreError
 
 INTERACTIONS_FILE = "interactions.csv"
 MANIFEST_FILE = "manifest.json"
+LOCK_FILE = ".ingest.lock"
 
 
 def load_dataset(cfg: Config, catalog: str | None = None, interactions: str | None = None,
@@ -62,15 +64,27 @@ def ingest(cfg: Config, dataset: Dataset, log=print) -> dict:
         DataError: the dataset repeats an item id, or an interaction has a non-finite timestamp or
             rating (checked before anything is written).
         ModelError: the text encoder cannot be loaded (before the data directory is created).
-        StoreError: the data directory is a file, the store's vector dimension differs from the
-            encoder's, or the stored interactions file is corrupt (checked before anything is written).
+        StoreError: the data directory is a file, another ingest is writing to it, the store's
+            vector dimension differs from the encoder's, or the stored interactions file is
+            corrupt (checked before anything is written).
     """
     from llmrec.encoders.text import TextEncoder
-    from llmrec.store import ItemStore, ensure_dir
+    from llmrec.store import ensure_dir
 
     check_dataset(dataset)
     encoder = TextEncoder(cfg)  # a bad encoder is refused before the data directory is created
     out = ensure_dir(cfg.store_dir())
+    with open(out / LOCK_FILE, "a+") as lock:  # one writer per data directory
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise StoreError(f"another `llmrec ingest` is writing to {out}: wait for it to finish") from None
+        return _ingest_locked(cfg, dataset, encoder, out)
+
+
+def _ingest_locked(cfg: Config, dataset: Dataset, encoder, out: Path) -> dict:
+    from llmrec.store import ItemStore
+
     read_interactions(out / INTERACTIONS_FILE)  # a corrupt file is refused before any write
     store = ItemStore(out, "text", cfg.chroma_host, cfg.chroma_port)
     have = store.dim()

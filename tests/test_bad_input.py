@@ -456,3 +456,24 @@ def test_damaged_ml100k_caches_are_data_errors(tmp_path):
     (tmp_path / "ml-100k.zip").write_bytes(b"PK\x03\x04 not really a zip")
     with pytest.raises(DataError, match="ml-100k.zip"):
         load_ml100k(tmp_path, "grouplens")
+
+
+def test_a_second_ingest_into_the_same_store_is_refused_while_one_runs(base_cfg, tmp_path):
+    # Two ingests read-merge-wrote interactions.csv through the same interactions.tmp: the later
+    # rename dropped the other's new interactions.
+    import fcntl
+
+    from llmrec.data.types import Dataset, Interaction, Item
+    from llmrec.errors import StoreError
+    from llmrec.ingest import INTERACTIONS_FILE, LOCK_FILE, ingest
+
+    cfg = base_cfg.replace(data_dir=tmp_path / "s")
+    ds = Dataset("x", [Item("a", "Alpha")], [Interaction("u", "a", 1.0)])
+    ingest(cfg, ds, log=lambda *_: None)
+    before = (tmp_path / "s" / INTERACTIONS_FILE).read_text()
+    with open(tmp_path / "s" / LOCK_FILE, "a+") as held:  # another ingest is running
+        fcntl.flock(held, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        with pytest.raises(StoreError, match="another .*ingest"):
+            ingest(cfg, Dataset("y", [Item("b", "Beta")], [Interaction("u", "b", 2.0)]), log=lambda *_: None)
+    assert (tmp_path / "s" / INTERACTIONS_FILE).read_text() == before
+    assert ingest(cfg, Dataset("y", [Item("b", "Beta")], [Interaction("u", "b", 2.0)]))["interactions_in_store"] == 2
