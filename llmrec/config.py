@@ -23,7 +23,7 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 
 
 def _default_home() -> Path:
-    return Path(os.environ.get("LLMREC_HOME", Path.home() / ".cache" / "llmrec"))
+    return Path(os.environ.get("LLMREC_HOME", "").strip() or Path.home() / ".cache" / "llmrec")
 
 
 def _default_ml_latest_small() -> str:

@@ -192,12 +192,16 @@ def test_non_utf8_config_file_is_a_config_error(tmp_path):
         Config.load(f, env={})
 
 
-def test_empty_environment_value_means_unset():
+def test_empty_environment_value_means_unset(monkeypatch):
     # `export LLMREC_DATA_DIR=` used to put the store in the current directory (Path('') is '.').
+    from pathlib import Path
+
     from llmrec.config import Config
 
     cfg = Config.load(env={"LLMREC_DATA_DIR": "", "LLMREC_CHROMA_HOST": "", "LLMREC_K": " "})
     assert cfg.data_dir is None and cfg.chroma_host is None and cfg.k == 10
+    monkeypatch.setenv("LLMREC_HOME", "")
+    assert Config.load().home == Path.home() / ".cache" / "llmrec"
 
 
 def test_cuda_device_without_cuda_is_a_model_error():
