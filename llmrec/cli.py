@@ -133,6 +133,9 @@ def main(argv: list[str] | None = None) -> int:
     except LLMRecError as e:
         print(f"llmrec: error: {e}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        print("llmrec: interrupted (ingest is idempotent: run the same command again to finish)", file=sys.stderr)
+        return 130
 
 
 if __name__ == "__main__":

@@ -481,3 +481,20 @@ def test_a_second_ingest_into_the_same_store_is_refused_while_one_runs(base_cfg,
             ingest(cfg, Dataset("y", [Item("b", "Beta")], [Interaction("u", "b", 2.0)]), log=lambda *_: None)
     assert (tmp_path / "s" / INTERACTIONS_FILE).read_text() == before
     assert ingest(cfg, Dataset("y", [Item("b", "Beta")], [Interaction("u", "b", 2.0)]))["interactions_in_store"] == 2
+
+
+def test_ctrl_c_is_a_short_message_not_a_traceback(base_cfg, tmp_path):
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    items = _w(tmp_path / "items.jsonl", GOOD)
+    cmd = [sys.executable, "-m", "llmrec.cli", "ingest", "--home", str(base_cfg.home),
+           "--data-dir", str(tmp_path / "s"), "--catalog", str(items)]
+    p = subprocess.Popen(cmd, stderr=subprocess.PIPE, text=True, env={**os.environ, "PYTHONUNBUFFERED": "1"})
+    assert p.stderr.readline().startswith("llmrec config:")  # inside the command now
+    p.send_signal(signal.SIGINT)
+    err = p.stderr.read()
+    assert p.wait(timeout=120) == 130
+    assert "Traceback" not in err and "interrupted" in err
