@@ -8,7 +8,7 @@ import sys
 import time
 
 from llmrec.config import Config
-from llmrec.errors import LLMRecError
+from llmrec.errors import ConfigError, LLMRecError
 
 
 def _common(p: argparse.ArgumentParser) -> None:
@@ -43,7 +43,9 @@ def cmd_ingest(args) -> int:
     from llmrec.ingest import ingest, load_dataset
 
     cfg = _config(args)
-    if args.catalog and not args.data_dir:
+    if args.interactions and not args.catalog:
+        raise ConfigError("--interactions needs --catalog (the items its rows refer to)")
+    if args.catalog and cfg.data_dir is None:  # --data-dir, LLMREC_DATA_DIR or the config file win
         from pathlib import Path
 
         cfg = cfg.replace(data_dir=cfg.home / "data" / Path(args.catalog).stem)
@@ -72,9 +74,9 @@ def cmd_recommend(args) -> int:
     _print_config(cfg)
     rec = Recommender.load(config=cfg)
     if args.user is not None:
-        result = rec.recommend(user_id=args.user)
+        result = rec.recommend(user_id=args.user.strip())
     else:
-        result = rec.recommend(history=[h for h in args.history.split(",") if h.strip()])
+        result = rec.recommend(history=[h.strip() for h in args.history.split(",") if h.strip()])
     if args.json:
         print(result.to_json())
     else:
@@ -85,6 +87,9 @@ def cmd_recommend(args) -> int:
 def _table(result) -> str:
     head = f"Recommendations for user {result.user}" if result.user else "Recommendations for the given history"
     lines = [head + (" (cold start: most popular)" if result.cold_start else ""), ""]
+    if not result.items:
+        lines.append("(nothing left to recommend: the history covers every item in the store)")
+        return "\n".join(lines)
     lines.append(f"{'rank':>4}  {'item':>7}  {'score':>8}  title")
     for r in result.items:
         lines.append(f"{r.rank:>4}  {r.item_id:>7}  {r.score:>8.3f}  {r.title}")
@@ -128,6 +133,9 @@ def main(argv: list[str] | None = None) -> int:
     except LLMRecError as e:
         print(f"llmrec: error: {e}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        print("llmrec: interrupted (ingest is idempotent: run the same command again to finish)", file=sys.stderr)
+        return 130
 
 
 if __name__ == "__main__":

@@ -8,7 +8,9 @@ Precedence, lowest first: the defaults below, a YAML file (``--config FILE`` or
 from __future__ import annotations
 
 import dataclasses
+import math
 import os
+import re
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
@@ -21,7 +23,7 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 
 
 def _default_home() -> Path:
-    return Path(os.environ.get("LLMREC_HOME", Path.home() / ".cache" / "llmrec"))
+    return Path(os.environ.get("LLMREC_HOME", "").strip() or Path.home() / ".cache" / "llmrec")
 
 
 def _default_ml_latest_small() -> str:
@@ -113,16 +115,21 @@ class Config:
     ) -> Config:
         """Defaults < YAML file < ``LLMREC_*`` environment < ``overrides`` (CLI flags).
 
+        An environment variable set to an empty string counts as unset.
+
         Raises:
-            ConfigError: unknown key, unreadable file, or a value of the wrong type.
+            ConfigError: unknown key, unreadable (or not UTF-8) file, or a value of the wrong type
+                or out of range (see :func:`_coerce`).
         """
-        env = dict(os.environ if env is None else env)
+        env = {k: v for k, v in (os.environ if env is None else env).items() if v.strip()}
         values: dict[str, Any] = {}
         path = path or env.get("LLMREC_CONFIG")
         if path:
             try:
-                loaded = yaml.safe_load(Path(path).read_text()) or {}
-            except (OSError, yaml.YAMLError) as e:
+                loaded = yaml.safe_load(Path(path).read_text(encoding="utf-8")) or {}
+            except RecursionError:
+                raise ConfigError(f"cannot read config file {path}: nested too deeply") from None
+            except (OSError, UnicodeDecodeError, yaml.YAMLError) as e:
                 raise ConfigError(f"cannot read config file {path}: {e}") from e
             if not isinstance(loaded, dict):
                 raise ConfigError(f"config file {path} must hold a mapping of keys to values")
@@ -133,35 +140,62 @@ class Config:
             if key in env:
                 values[name] = env[key]
         values.update({k: v for k, v in (overrides or {}).items() if v is not None})
-        unknown = sorted(set(values) - names)
+        unknown = sorted(str(k) for k in set(values) - names)
         if unknown:
             raise ConfigError(f"unknown config key(s): {', '.join(unknown)}; known: {', '.join(sorted(names))}")
         return _coerce(cls(**values))
 
 
+_DEVICE = re.compile(r"auto|cpu|mps|(cuda|xpu)(:\d+)?")
+_AT_LEAST_1 = ("k", "history_max", "encode_batch_size", "explain_max_tokens")
+
+
 def _coerce(cfg: Config) -> Config:
-    """Cast strings from files/env to each field's declared type, with a clear error."""
+    """Cast strings from files/env to each field's declared type and check ranges, with a clear error.
+
+    Raises:
+        ConfigError: naming the key: a null for a key that needs a value, a value that is not of
+            the field's type (a boolean or a fractional number for an integer included), or out
+            of range (``candidates`` 1..26; ``k``, ``history_max``, ``encode_batch_size``,
+            ``explain_max_tokens`` >= 1; ``recency_half_life`` > 0 and finite;
+            ``download_timeout_s`` >= 0; ``chroma_port`` 1..65535; ``device``, ``explain``).
+    """
     for f in fields(cfg):
         v = getattr(cfg, f.name)
-        if v is None:
-            continue
         kind = f.type if isinstance(f.type, str) else getattr(f.type, "__name__", str(f.type))
+        if v is None:
+            if "None" not in kind:
+                raise ConfigError(f"config key {f.name!r} needs a value ({kind}), got null")
+            continue
         try:
+            if isinstance(v, bool) and not kind.startswith("str"):
+                raise TypeError("a boolean")
             if kind.startswith("Path"):
                 v = Path(v).expanduser()
             elif kind.startswith("int"):
+                if isinstance(v, float) and not v.is_integer():
+                    raise ValueError("not a whole number")
                 v = int(v)
             elif kind.startswith("float"):
                 v = float(v)
             elif kind.startswith("str"):
                 v = str(v)
-        except (TypeError, ValueError) as e:
+        except (TypeError, ValueError, OverflowError) as e:
             raise ConfigError(f"config key {f.name!r}: cannot read {v!r} as {kind}") from e
         setattr(cfg, f.name, v)
+    for name in _AT_LEAST_1:
+        if getattr(cfg, name) < 1:
+            raise ConfigError(f"config key {name!r} must be >= 1, got {getattr(cfg, name)}")
+    if not (math.isfinite(cfg.recency_half_life) and cfg.recency_half_life > 0):
+        raise ConfigError(f"config key 'recency_half_life' must be a finite number > 0, got {cfg.recency_half_life}")
+    if not cfg.download_timeout_s >= 0:
+        raise ConfigError(f"config key 'download_timeout_s' must be >= 0, got {cfg.download_timeout_s}")
+    if not 1 <= cfg.chroma_port <= 65535:
+        raise ConfigError(f"config key 'chroma_port' must be in 1..65535, got {cfg.chroma_port}")
+    if not _DEVICE.fullmatch(cfg.device):
+        raise ConfigError(f"config key 'device' must be auto, cpu, cuda, cuda:N, mps or xpu, got {cfg.device!r}")
     if not 1 <= cfg.candidates <= 26:
         raise ConfigError(f"config key 'candidates' must be in 1..26 (one label letter each), got {cfg.candidates}")
-    if cfg.k < 1:
-        raise ConfigError(f"config key 'k' must be >= 1, got {cfg.k}")
     if cfg.explain not in ("llm", "grounded"):
         raise ConfigError(f"config key 'explain' must be 'llm' or 'grounded', got {cfg.explain!r}")
     return cfg

@@ -29,6 +29,11 @@ class StoreError(LLMRecError, ValueError):
     """A store write or read was refused (duplicate ids, dimension mismatch, missing store)."""
 
 
+class RequestError(LLMRecError, ValueError):
+    """A recommend request is malformed: both or neither of user and history, a history that is
+    not a list of item ids, or k not an integer >= 1."""
+
+
 class UnknownUserError(LLMRecError, KeyError):
     """The user id is not in the store's interactions."""
 
@@ -45,3 +50,7 @@ class UnknownItemError(LLMRecError, KeyError):
 
 class ModelError(LLMRecError, RuntimeError):
     """A model cannot be found, converted or loaded."""
+
+
+class PromptTooLongError(ModelError):
+    """A prompt does not fit the LLM's context window (checked before any forward pass)."""

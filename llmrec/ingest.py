@@ -7,8 +7,11 @@ A data directory holds the Chroma store, ``interactions.csv`` (user,item,timesta
 from __future__ import annotations
 
 import csv
+import fcntl
 import json
+import math
 import os
+from collections import Counter
 from pathlib import Path
 
 from tqdm import tqdm
@@ -17,10 +20,11 @@ from llmrec.config import Config
 from llmrec.data.catalog import LoadReport, load_catalog
 from llmrec.data.movielens import load_ml100k, load_ml_latest_small
 from llmrec.data.types import Dataset, Interaction, Item
-from llmrec.errors import ConfigError
+from llmrec.errors import ConfigError, DataError, StoreError
 
 INTERACTIONS_FILE = "interactions.csv"
 MANIFEST_FILE = "manifest.json"
+LOCK_FILE = ".ingest.lock"
 
 
 def load_dataset(cfg: Config, catalog: str | None = None, interactions: str | None = None,
@@ -55,18 +59,36 @@ def ingest(cfg: Config, dataset: Dataset, log=print) -> dict:
 
     Interactions are merged with the stored ones, unique by (user, item, timestamp), and written to
     a temporary file then renamed, so nothing stored is lost or duplicated. Returns a summary dict.
+
+    Raises:
+        DataError: the dataset repeats an item id, or an interaction has a non-finite timestamp or
+            rating (checked before anything is written).
+        ModelError: the text encoder cannot be loaded (before the data directory is created).
+        StoreError: the data directory is a file, another ingest is writing to it, the store's
+            vector dimension differs from the encoder's, or the stored interactions file is
+            corrupt (checked before anything is written).
     """
     from llmrec.encoders.text import TextEncoder
+    from llmrec.store import ensure_dir
+
+    check_dataset(dataset)
+    encoder = TextEncoder(cfg)  # a bad encoder is refused before the data directory is created
+    out = ensure_dir(cfg.store_dir())
+    with open(out / LOCK_FILE, "a+") as lock:  # one writer per data directory
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise StoreError(f"another `llmrec ingest` is writing to {out}: wait for it to finish") from None
+        return _ingest_locked(cfg, dataset, encoder, out)
+
+
+def _ingest_locked(cfg: Config, dataset: Dataset, encoder, out: Path) -> dict:
     from llmrec.store import ItemStore
 
-    out = cfg.store_dir()
-    out.mkdir(parents=True, exist_ok=True)
+    read_interactions(out / INTERACTIONS_FILE)  # a corrupt file is refused before any write
     store = ItemStore(out, "text", cfg.chroma_host, cfg.chroma_port)
-    encoder = TextEncoder(cfg)
     have = store.dim()
     if have is not None and have != encoder.dim:
-        from llmrec.errors import StoreError
-
         raise StoreError(f"text encoder dimension {encoder.dim} does not match store {out} dimension {have}")
     items = dataset.items
     bar = tqdm(total=len(items), desc="encode+upsert items", unit="item")
@@ -91,6 +113,22 @@ def ingest(cfg: Config, dataset: Dataset, log=print) -> dict:
     return summary
 
 
+def check_dataset(dataset: Dataset) -> None:
+    """What the catalog loaders check, for a Dataset built in code.
+
+    Raises:
+        DataError: an item id appears twice (the ids named), or an interaction's timestamp or
+            rating is not a finite number (user and item named).
+    """
+    dups = [i for i, c in Counter(it.id for it in dataset.items).items() if c > 1]
+    if dups:
+        raise DataError(f"duplicate item id(s) in dataset {dataset.name!r}: {', '.join(map(repr, dups[:10]))}")
+    for x in dataset.interactions:
+        for what, v in (("timestamp", x.timestamp), ("rating", x.rating)):
+            if v is not None and not math.isfinite(v):
+                raise DataError(f"interaction of user {x.user!r}, item {x.item!r}: {what} must be finite, got {v}")
+
+
 def merge_interactions(path: Path, rows: list[Interaction]) -> int:
     """Merge ``rows`` into the interactions file; returns the stored count."""
     old = read_interactions(path)
@@ -112,8 +150,23 @@ def write_interactions(path: Path, rows: list[Interaction]) -> None:
 
 
 def read_interactions(path: Path) -> list[Interaction]:
+    """The interactions stored by :func:`write_interactions` ([] when there is no file yet).
+
+    Raises:
+        StoreError: ``file:line`` of the first row that cannot be read (the file was edited or damaged).
+    """
     if not path.exists():
         return []
-    with open(path, encoding="utf-8", newline="") as f:
-        return [Interaction(r["user"], r["item"], float(r["timestamp"]), float(r["rating"]) if r["rating"] else None)
-                for r in csv.DictReader(f)]
+    out, line = [], 1
+    try:
+        with open(path, encoding="utf-8", newline="") as f:
+            reader = csv.DictReader(f)
+            for r in reader:
+                line = reader.line_num
+                out.append(Interaction(r["user"], r["item"], float(r["timestamp"]),
+                                       float(r["rating"]) if r["rating"] else None))
+    except (OSError, UnicodeDecodeError, csv.Error, KeyError, TypeError, ValueError) as e:
+        what = f"missing column {e}" if isinstance(e, KeyError) else str(e)
+        raise StoreError(f"{path}:{line}: stored interactions unreadable ({what}); fix or remove the file "
+                         "and ingest again") from None
+    return out

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import math
+import operator
 from collections import Counter
 from dataclasses import asdict, dataclass, field
 
@@ -10,7 +12,7 @@ import numpy as np
 
 from llmrec.config import Config
 from llmrec.data.types import Item, histories
-from llmrec.errors import StoreError, UnknownItemError, UnknownUserError
+from llmrec.errors import PromptTooLongError, RequestError, StoreError, UnknownItemError, UnknownUserError
 from llmrec.ingest import INTERACTIONS_FILE, item_from_metadata, read_interactions
 from llmrec.rank.explain import cite, explain
 from llmrec.rank.verbalizer import verbalizer_rank
@@ -21,7 +23,8 @@ from llmrec.retrieval.user_state import recency_weighted
 @dataclass
 class Recommendation:
     """One recommended item. ``score``: the LLM's label log-probability (natural log) for reranked
-    items, the item's interaction count for cold-start answers. ``rank``: 1-based.
+    items (-inf, null in JSON, for items past the ``candidates`` the LLM labelled, when k is
+    larger), the item's interaction count for cold-start answers. ``rank``: 1-based.
     ``because``: ids of the history items the explanation cites."""
 
     item_id: str
@@ -40,10 +43,17 @@ class Recommendations:
     cold_start: bool = False
 
     def to_dict(self) -> dict:
-        return {"user": self.user, "cold_start": self.cold_start, "items": [asdict(r) for r in self.items]}
+        """Plain data; a non-finite score (an item ranked past the LLM's labels) becomes None."""
+        items = [asdict(r) for r in self.items]
+        for d in items:
+            for key in ("score", "retrieval_score"):
+                if d[key] is not None and not math.isfinite(d[key]):
+                    d[key] = None
+        return {"user": self.user, "cold_start": self.cold_start, "items": items}
 
     def to_json(self) -> str:
-        return json.dumps(self.to_dict(), ensure_ascii=False, indent=1)
+        """Strict JSON (no NaN or Infinity): see :meth:`to_dict`."""
+        return json.dumps(self.to_dict(), ensure_ascii=False, indent=1, allow_nan=False)
 
 
 class Recommender:
@@ -68,7 +78,8 @@ class Recommender:
         """Open a data directory made by ``llmrec ingest``.
 
         Raises:
-            StoreError: the directory holds no ingested items.
+            StoreError: the directory holds no store (it is not created) or no ingested items, the
+                Chroma server cannot be reached, or the stored interactions are corrupt.
         """
         from llmrec.store import ItemStore
 
@@ -76,7 +87,7 @@ class Recommender:
         if data_dir is not None:
             cfg = cfg.replace(data_dir=data_dir)
         path = cfg.store_dir()
-        if cfg.chroma_host is None and not path.exists():
+        if cfg.chroma_host is None and not (path / "chroma.sqlite3").is_file():
             raise StoreError(f"no store at {path}: run `llmrec ingest` first")
         ids, vecs, metas = ItemStore(path, "text", cfg.chroma_host, cfg.chroma_port).matrix()
         if not ids:
@@ -115,17 +126,31 @@ class Recommender:
     def recommend(self, user_id=None, k: int | None = None, history: list | None = None) -> Recommendations:
         """Top-``k`` items for a stored user, or for an explicit ``history`` of item ids (oldest first).
 
+        An item seen more than once counts once, at its latest position. Fewer than ``k`` items come
+        back when the catalog has fewer unseen items; none when the history covers the catalog.
+
         Raises:
             UnknownUserError: ``user_id`` has no stored interactions.
             UnknownItemError: ``history`` names an item not in the store.
-            ValueError: both or neither of ``user_id`` and ``history`` given, or k < 1.
+            RequestError (a ValueError): both or neither of ``user_id`` and ``history`` given,
+                ``history`` not a list of item ids (e.g. one string), or ``k`` not an integer >= 1.
+            PromptTooLongError: the ranking prompt exceeds the LLM's context even with one history
+                item (older history items are dropped from the prompt first).
         """
         if (user_id is None) == (history is None):
-            raise ValueError("give exactly one of user_id or history")
-        k = self.cfg.k if k is None else int(k)
-        if k < 1:
-            raise ValueError(f"k must be >= 1, got {k}")
+            raise RequestError("give exactly one of user_id or history")
+        if history is not None and (isinstance(history, (str, bytes)) or not hasattr(history, "__iter__")):
+            raise RequestError(f"history must be a list of item ids, got {type(history).__name__} {history!r}")
+        k = self.cfg.k if k is None else k
+        try:
+            ok = not isinstance(k, bool) and operator.index(k) >= 1
+        except TypeError:
+            ok = False
+        if not ok:
+            raise RequestError(f"k must be an integer >= 1, got {k!r}")
+        k = operator.index(k)
         hist = self.history_of(user_id) if user_id is not None else [self.item(i).id for i in history]
+        hist = list(dict.fromkeys(reversed(hist)))[::-1]  # each item once, at its latest position
         user = None if user_id is None else str(user_id)
         seen = set(hist)
         if not hist:
@@ -135,10 +160,17 @@ class Recommender:
         rows, rscores = self.candidates(hist, max(k, self.cfg.candidates))
         shown = [self.items[self.index[i]] for i in hist[-self.cfg.history_max:]]
         cands = [self.items[r] for r in rows[: self.cfg.candidates]]
-        ranking = verbalizer_rank(self.backend, shown, cands)
+        while True:  # a prompt over the LLM's context: show less history (the most recent kept)
+            try:
+                ranking = verbalizer_rank(self.backend, shown, cands)
+                break
+            except PromptTooLongError:
+                if len(shown) <= 1:
+                    raise
+                shown = shown[len(shown) // 2:]
         order = ranking.order + list(range(len(cands), len(rows)))  # beyond the labels: retriever order
         picked = order[:k]
-        hist_rows = [self.index[i] for i in hist[-self.cfg.history_max:]]
+        hist_rows = [self.index[it.id] for it in shown]
         cited = cite(self.vectors[[rows[p] for p in picked]], self.vectors[hist_rows])
         cited_items = [[shown[c] for c in cs] for cs in cited]
         texts = explain(self.backend, [self.items[rows[p]] for p in picked], cited_items,

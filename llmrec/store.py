@@ -8,12 +8,32 @@ An embedded ``PersistentClient`` under the data directory by default; a Chroma s
 
 from __future__ import annotations
 
+import math
 from collections import Counter
 from pathlib import Path
 
 import numpy as np
 
+from llmrec.data.types import item_key
 from llmrec.errors import StoreError
+
+_INT64 = (-(2**63), 2**63 - 1)
+
+
+def ensure_dir(path: Path) -> Path:
+    """Create the data directory ``path`` (and its parents) if missing.
+
+    Raises:
+        StoreError: ``path``, or a folder above it, is a file, or it cannot be created.
+    """
+    path = Path(path)
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except (FileExistsError, NotADirectoryError):
+        raise StoreError(f"data directory {path} is not a directory (it, or a folder above it, is a file)") from None
+    except OSError as e:
+        raise StoreError(f"cannot create data directory {path}: {e}") from e
+    return path
 
 
 def _client(path: Path | None, host: str | None, port: int):
@@ -22,20 +42,45 @@ def _client(path: Path | None, host: str | None, port: int):
 
     settings = Settings(anonymized_telemetry=False)
     if host:
-        return chromadb.HttpClient(host=host, port=port, settings=settings)
+        try:
+            return chromadb.HttpClient(host=host, port=port, settings=settings)
+        except Exception as e:  # chromadb raises ValueError, httpx errors, ...
+            raise StoreError(f"cannot reach the Chroma server at {host}:{port}: {e}") from e
     if path is None:
         raise StoreError("an embedded store needs a data directory")
-    Path(path).mkdir(parents=True, exist_ok=True)
-    return chromadb.PersistentClient(path=str(path), settings=settings)
+    ensure_dir(path)
+    try:
+        return chromadb.PersistentClient(path=str(path), settings=settings)
+    except Exception as e:
+        raise StoreError(f"cannot open the Chroma store at {path}: {e}") from e
 
 
-def _clean_metadata(meta: dict) -> dict:
+def _check_id(i) -> str:
+    if isinstance(i, bool) or not isinstance(i, (str, int, np.integer)) or not str(i):
+        raise StoreError(f"item id must be a non-empty string or an integer, got {i!r}")
+    return str(i)
+
+
+def _clean_metadata(meta, item_id: str) -> dict:
+    """Metadata as Chroma keeps it unchanged: str keys (not empty, not starting with ``#`` or ``$``,
+    not ``chroma:document``), values str, bool, finite float or int64; None values dropped."""
+    if meta is None:
+        return {}
+    if not isinstance(meta, dict):
+        raise StoreError(f"metadata of item {item_id!r} must be a dict, got {type(meta).__name__}")
     out = {}
     for k, v in meta.items():
+        if not isinstance(k, str) or not k or k[0] in "#$" or k == "chroma:document":
+            raise StoreError(f"metadata key {k!r} of item {item_id!r} is not allowed "
+                             "(keys are non-empty strings not starting with # or $, not chroma:document)")
         if v is None:
             continue
         if not isinstance(v, (str, int, float, bool)):
             raise StoreError(f"metadata field {k!r} must be a string, number or boolean, got {type(v).__name__}")
+        if isinstance(v, float) and not math.isfinite(v):
+            raise StoreError(f"metadata field {k!r} of item {item_id!r} must be a finite number, got {v}")
+        if isinstance(v, int) and not isinstance(v, bool) and not _INT64[0] <= v <= _INT64[1]:
+            raise StoreError(f"metadata field {k!r} of item {item_id!r} is an integer outside the int64 range")
         out[k] = v
     return out
 
@@ -70,14 +115,19 @@ class ItemStore:
         """Insert or update items by id; returns how many were written.
 
         Args:
-            ids: N distinct item ids (strings). vectors: float [N, d]. metadatas: N dicts of scalars.
+            ids: N distinct item ids (non-empty strings or integers). vectors: float [N, d].
+            metadatas: N dicts of scalars (see :func:`_clean_metadata`).
         Raises:
-            StoreError: duplicate ids in the input (named), length or dimension mismatch with the
-                collection (both dimensions named), non-finite vectors, bad metadata. Nothing is
-                written when the input is rejected.
+            StoreError: empty, None or boolean ids, duplicate ids in the input (named), length or
+                dimension mismatch with the collection (both dimensions named), non-numeric or
+                non-finite vectors, bad metadata (item and key named). Nothing is written when the
+                input is rejected.
         """
-        ids = [str(i) for i in ids]
-        vecs = np.asarray(vectors, dtype=np.float32)
+        ids = [_check_id(i) for i in ids]
+        try:
+            vecs = np.asarray(vectors, dtype=np.float32)
+        except (TypeError, ValueError) as e:
+            raise StoreError(f"vectors must be numbers: {e}") from None
         if vecs.ndim != 2 or vecs.shape[0] != len(ids):
             raise StoreError(f"vectors must be [{len(ids)}, d] for {len(ids)} ids, got shape {vecs.shape}")
         dups = [i for i, c in Counter(ids).items() if c > 1]
@@ -91,9 +141,10 @@ class ItemStore:
             raise StoreError(
                 f"vector dimension {vecs.shape[1]} does not match collection {self.name!r} dimension {have}"
             )
-        metas = [_clean_metadata(m) for m in (metadatas or [{} for _ in ids])]
-        if len(metas) != len(ids):
-            raise StoreError(f"{len(metas)} metadata entries for {len(ids)} ids")
+        metadatas = [{} for _ in ids] if metadatas is None else list(metadatas)
+        if len(metadatas) != len(ids):
+            raise StoreError(f"{len(metadatas)} metadata entries for {len(ids)} ids")
+        metas = [_clean_metadata(m, i) for m, i in zip(metadatas, ids, strict=True)]
         if have is None and len(ids):
             self.collection.modify(metadata={"dim": int(vecs.shape[1])})
         step = max(1, int(self.client.get_max_batch_size()))
@@ -131,6 +182,6 @@ class ItemStore:
             metas += [m or {} for m in got["metadatas"]]
         if not ids:
             return [], np.zeros((0, self.dim() or 0), np.float32), []
-        order = sorted(range(len(ids)), key=lambda r: (0, int(ids[r]), "") if ids[r].isdigit() else (1, 0, ids[r]))
+        order = sorted(range(len(ids)), key=lambda r: item_key(ids[r]))
         mat = np.concatenate(vecs)[order]
         return [ids[r] for r in order], mat, [metas[r] for r in order]

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import csv
 import json
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -22,6 +23,52 @@ from llmrec.data.types import Dataset, Interaction, Item
 from llmrec.errors import CatalogLineError, DataError
 
 _CORE = ("id", "title", "text", "image", "audio")
+_INT64 = (-(2**63), 2**63 - 1)  # the store keeps integers as int64
+
+
+def _open(path: Path, what: str):
+    """Open a text file for line-by-line reading: UTF-8 with an optional BOM, undecodable bytes
+    kept as surrogates so that :func:`_utf8` reports them against their own line.
+
+    Raises:
+        DataError: the file is missing, a directory, or cannot be read.
+    """
+    if not path.exists():
+        raise DataError(f"{what} file {path} not found")
+    if path.is_dir():
+        raise DataError(f"{what} file {path} is a directory")
+    try:
+        return open(path, encoding="utf-8-sig", errors="surrogateescape", newline="")
+    except OSError as e:
+        raise DataError(f"cannot read {what} file {path}: {e}") from e
+
+
+def _utf8(text: str) -> str:
+    """``text`` if it decoded as UTF-8; else ValueError naming the first bad byte's column."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as e:
+        raise ValueError(f"not valid UTF-8 (undecodable byte at column {e.start + 1})") from None
+    return text
+
+
+def _no_duplicate_keys(pairs):
+    seen = set()
+    for k, _ in pairs:
+        if k in seen:
+            raise ValueError(f"duplicate key {k!r} in one object")
+        seen.add(k)
+    return dict(pairs)
+
+
+def _number(text: str, what: str) -> float:
+    try:
+        v = float(text)
+    except ValueError:
+        raise ValueError(f"{what} must be a number, got {text.strip()!r}") from None
+    if not math.isfinite(v):
+        raise ValueError(f"{what} must be a finite number, got {text.strip()!r}")
+    return v
 
 
 @dataclass
@@ -65,6 +112,10 @@ def _parse_item(obj, base: Path) -> Item:
             continue
         if v is not None and not isinstance(v, (str, int, float, bool)):
             raise ValueError(f"field {k!r} must be a string, number or boolean (metadata), got {type(v).__name__}")
+        if isinstance(v, float) and not math.isfinite(v):
+            raise ValueError(f"field {k!r} must be a finite number, got {v}")
+        if isinstance(v, int) and not isinstance(v, bool) and not _INT64[0] <= v <= _INT64[1]:
+            raise ValueError(f"field {k!r} is an integer outside the 64-bit range the store keeps")
         if v is not None:
             extra[k] = v
     return Item(iid, title.strip(), text.strip(), media.get("image"), media.get("audio"), extra)
@@ -73,26 +124,29 @@ def _parse_item(obj, base: Path) -> Item:
 def load_items_jsonl(path: str | Path, skip_bad: bool = False, report: LoadReport | None = None) -> list[Item]:
     """Read a JSONL catalog.
 
+    UTF-8 with or without a BOM; LF or CRLF line ends.
+
     Raises:
-        CatalogLineError: ``file:line: reason`` for the first malformed line or duplicate id
-            (with ``skip_bad``, such lines go to ``report.skipped`` and the rest is read).
-        DataError: the file is missing or holds no item.
+        CatalogLineError: ``file:line: reason`` for the first malformed line (invalid JSON or
+            UTF-8, not an object, wrong field types, non-finite numbers, a key twice) or duplicate
+            id (with ``skip_bad``, such lines go to ``report.skipped`` and the rest is read).
+        DataError: the file is missing, a directory, unreadable, or holds no item.
     """
     path = Path(path)
-    if not path.exists():
-        raise DataError(f"catalog file {path} not found")
     report = report if report is not None else LoadReport()
     items, seen = [], {}
-    with open(path, encoding="utf-8") as f:
+    with _open(path, "catalog") as f:
         for n, line in enumerate(f, 1):
             if not line.strip():
                 continue
             try:
-                item = _parse_item(json.loads(line), path.parent)
+                obj = json.loads(_utf8(line), object_pairs_hook=_no_duplicate_keys)
+                item = _parse_item(obj, path.parent)
                 if item.id in seen:
                     raise ValueError(f"duplicate item id {item.id!r} (first on line {seen[item.id]})")
-            except (ValueError, json.JSONDecodeError) as e:
-                err = CatalogLineError(path, n, str(e))
+            except (ValueError, RecursionError) as e:  # JSONDecodeError is a ValueError
+                reason = "JSON nested too deeply" if isinstance(e, RecursionError) else str(e)
+                err = CatalogLineError(path, n, reason)
                 if not skip_bad:
                     raise err from None
                 report.skipped.append(err)
@@ -109,33 +163,48 @@ def load_interactions_csv(
 ) -> list[Interaction]:
     """Read ``user,item,timestamp[,rating]`` rows.
 
+    UTF-8 with or without a BOM; LF or CRLF line ends. Timestamps and ratings must be finite
+    numbers (a timestamp before 1970 is negative, and valid).
+
     Raises:
-        CatalogLineError: a malformed row, or an item id not in ``known_items``
+        CatalogLineError: a malformed row (wrong column count, invalid UTF-8 or CSV, a timestamp
+            or rating that is not a finite number), or an item id not in ``known_items``
             (with ``skip_bad``: recorded in ``report.skipped``).
-        DataError: missing file or header.
+        DataError: missing, unreadable or directory file; missing header.
     """
     path = Path(path)
-    if not path.exists():
-        raise DataError(f"interactions file {path} not found")
     report = report if report is not None else LoadReport()
     out = []
-    with open(path, encoding="utf-8", newline="") as f:
+    with _open(path, "interactions") as f:
         reader = csv.reader(f)
-        header = [h.strip() for h in next(reader, [])]
+        try:
+            header = [_utf8(h).strip() for h in next(reader, [])]
+        except (ValueError, csv.Error) as e:
+            raise CatalogLineError(path, 1, f"unreadable header: {e}") from None
         if header[:3] != ["user", "item", "timestamp"] or header[3:] not in ([], ["rating"]):
             raise CatalogLineError(path, 1, f"header must be user,item,timestamp[,rating], got {','.join(header)}")
-        for row in reader:
+        while True:
+            try:
+                row = next(reader)
+            except StopIteration:
+                break
+            except csv.Error as e:
+                row, bad = None, e
             n = reader.line_num
-            if not row or not any(c.strip() for c in row):
+            if row is not None and (not row or not any(c.strip() for c in row)):
                 continue
             try:
+                if row is None:
+                    raise ValueError(f"malformed CSV: {bad}")
+                for c in row:
+                    _utf8(c)
                 if len(row) != len(header):
                     raise ValueError(f"expected {len(header)} columns, got {len(row)}")
                 user, item = _id(row[0], "user"), _id(row[1], "item")
                 if known_items is not None and item not in known_items:
                     raise ValueError(f"item {item!r} is not in the catalog")
-                ts = float(row[2])
-                rating = float(row[3]) if len(row) > 3 and row[3].strip() else None
+                ts = _number(row[2], "timestamp")
+                rating = _number(row[3], "rating") if len(row) > 3 and row[3].strip() else None
             except ValueError as e:
                 err = CatalogLineError(path, n, str(e))
                 if not skip_bad:

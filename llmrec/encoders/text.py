@@ -5,25 +5,41 @@ from __future__ import annotations
 import numpy as np
 
 from llmrec.config import Config
+from llmrec.errors import ModelError
 from llmrec.models import text_encoder_path
 
 
 def resolve_device(name: str) -> str:
-    if name != "auto":
-        return name
+    """The torch device for config ``device``: ``auto`` is cuda when present, else cpu.
+
+    Raises:
+        ModelError: a cuda device is asked for where torch sees no CUDA device.
+    """
     import torch
 
-    return "cuda" if torch.cuda.is_available() else "cpu"
+    if name == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise ModelError(f"device {name!r} is configured but torch sees no CUDA device: use 'auto' or 'cpu'")
+    return name
 
 
 class TextEncoder:
-    """``encode(texts) -> float32 [n, d]``, L2-normalised (cosine = inner product)."""
+    """``encode(texts) -> float32 [n, d]``, L2-normalised (cosine = inner product).
+
+    Raises:
+        ModelError: the configured encoder is missing or not a sentence-transformers model.
+    """
 
     def __init__(self, cfg: Config):
         from sentence_transformers import SentenceTransformer
 
         self.path = text_encoder_path(cfg)
-        self.model = SentenceTransformer(self.path, device=resolve_device(cfg.device))
+        device = resolve_device(cfg.device)
+        try:
+            self.model = SentenceTransformer(self.path, device=device)
+        except (OSError, ValueError, RuntimeError) as e:
+            raise ModelError(f"cannot load text encoder {self.path!r}: {e}") from e
         self.batch_size = cfg.encode_batch_size
         self.dim = int(self.model.get_embedding_dimension())
 

@@ -9,7 +9,7 @@ import torch
 
 from llmrec.config import Config
 from llmrec.encoders.text import resolve_device
-from llmrec.errors import ModelError
+from llmrec.errors import ModelError, PromptTooLongError
 from llmrec.llm.base import Messages
 from llmrec.models import llm_path
 
@@ -28,11 +28,20 @@ class TransformersBackend:
         try:
             self.tokenizer = AutoTokenizer.from_pretrained(self.path)
             self.model = AutoModelForCausalLM.from_pretrained(self.path, dtype=dtype).to(self.device).eval()
-        except OSError as e:
+        except (OSError, ValueError, RuntimeError) as e:  # missing, not a model, or incomplete folder
             raise ModelError(f"cannot load LLM {self.path!r}: {e}") from e
         if self.tokenizer.pad_token_id is None:
             self.tokenizer.pad_token = self.tokenizer.eos_token
         self._label_ids: dict[str, int] = {}
+        self.max_context = int(getattr(self.model.config, "max_position_embeddings", 0) or 0)
+        """Positions the model was trained for (0: unknown, not checked)."""
+
+    def _check_length(self, n: int, new_tokens: int = 0) -> None:
+        """Raises PromptTooLongError when ``n`` prompt tokens (+ ``new_tokens``) exceed the context."""
+        if self.max_context and n + new_tokens > self.max_context:
+            raise PromptTooLongError(
+                f"prompt is {n} tokens (+{new_tokens} to generate), over the context of {self.max_context} "
+                f"tokens of LLM {self.path!r}: lower history_max or candidates, or shorten item texts")
 
     # ------------------------------------------------------------------ prompts
     def render(self, messages: Messages) -> str:
@@ -72,9 +81,12 @@ class TransformersBackend:
         """Logits [vocab] of the token after the prompt (one forward pass)."""
         text = self.render(messages)
         if soft_tokens:
-            out = self.model(inputs_embeds=self.embed(text, soft_tokens)[None])
+            e = self.embed(text, soft_tokens)
+            self._check_length(e.shape[0])
+            out = self.model(inputs_embeds=e[None])
         else:
             ids = self.tokenizer(text, add_special_tokens=False, return_tensors="pt").input_ids.to(self.device)
+            self._check_length(ids.shape[1])
             out = self.model(input_ids=ids)
         return out.logits[0, -1].float()
 
@@ -93,11 +105,13 @@ class TransformersBackend:
             outs = []
             for msgs, soft in zip(prompts, soft_tokens, strict=True):
                 e = self.embed(self.render(msgs), soft)[None]
+                self._check_length(e.shape[1], max_tokens)
                 gen = self.model.generate(inputs_embeds=e, attention_mask=torch.ones(e.shape[:2], dtype=torch.long), **kw)
                 outs.append(tok.decode(gen[0], skip_special_tokens=True).strip())
             return outs
         tok.padding_side = "left"
         batch = tok([self.render(m) for m in prompts], add_special_tokens=False, return_tensors="pt", padding=True)
+        self._check_length(batch.input_ids.shape[1], max_tokens)
         batch = batch.to(self.device)
         gen = self.model.generate(**batch, **kw)
         new = gen[:, batch.input_ids.shape[1]:]
