@@ -51,8 +51,9 @@ def topk(queries, items, k: int, exclude=None, *, backend: str = "auto", chunk: 
         backend: "auto" (Triton on CUDA, chunked BLAS otherwise), "torch" (chunked torch on the
             items' device) or "triton" (the fused kernel; on CPU tensors only under
             ``TRITON_INTERPRET=1``).
-        chunk: items per step of the torch path (default: 32 MiB of scores, 4096..65536 items);
-            its memory is O(B * (k + chunk)), independent of N.
+        chunk: items per step of the torch path (default: 32 MiB of scores and at most 64 MiB
+            of fp32-converted items, 4096..2**20 items); its memory is O(B * (k + chunk) + chunk * D)
+            for fp16/bf16 items, O(B * (k + chunk)) for fp32, independent of N.
     Returns:
         (scores float32 [B, k], indices int64 [B, k]) on the items' device, best first; equal
         scores are ordered by the lower item index.
