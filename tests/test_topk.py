@@ -109,3 +109,10 @@ def test_non_finite_inputs(where, value, match):
 
 def test_topk_error_is_value_error():
     assert issubclass(TopKError, ValueError) and issubclass(TopKError, llmrec.errors.LLMRecError)
+
+
+def test_triton_backend_on_cpu_needs_interpreter(monkeypatch):
+    monkeypatch.delenv("TRITON_INTERPRET", raising=False)
+    q, x = integer_data(2, 10, 4)
+    with pytest.raises(TopKError, match="TRITON_INTERPRET"):
+        topk(q, x, 2, backend="triton")

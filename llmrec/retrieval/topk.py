@@ -7,6 +7,8 @@ which on CPU tensors needs ``TRITON_INTERPRET=1`` (tests only).
 
 from __future__ import annotations
 
+import os
+
 import numpy as np
 import torch
 
@@ -87,9 +89,16 @@ def topk(queries, items, k: int, exclude=None, *, backend: str = "auto", chunk: 
         b = int(excl.counts.argmax())
         raise TopKError(f"k={k} > N - |excluded| = {N} - {worst} = {N - worst} for query {b}")
     use_triton = backend == "triton" or (backend == "auto" and x.is_cuda)
+    if backend == "triton" and not x.is_cuda and os.environ.get("TRITON_INTERPRET") != "1":
+        raise TopKError("backend='triton' on CPU tensors needs TRITON_INTERPRET=1 (set before importing triton)")
     if use_triton:
-        from llmrec_kernels.topk_triton import NonFiniteScoresError, triton_topk
-
+        try:
+            from llmrec_kernels.topk_triton import NonFiniteScoresError, triton_topk
+        except ImportError:
+            if backend == "triton":
+                raise
+            use_triton = False  # no triton: the chunked torch path runs on the GPU too
+    if use_triton:
         try:
             return triton_topk(q, x, k, bits=None if excl.empty else excl.bitset(N, x.device))
         except NonFiniteScoresError:
