@@ -258,9 +258,9 @@ def sweep(rep: Report, k: int):
         q, _ = make_data("normal", B, 1, D, torch.float16, seed=B)
         ref = triton_topk(q, x, k)[1]
         base = pick_config(B, N, D, k, x.device)
-        for bb, bn, bd, nw in [(16, 128, 64, 8), (16, 64, 64, 4), (16, 64, 32, 4), (16, 128, 32, 8),
-                               (32, 64, 64, 8), (16, 256, 32, 8)]:
-            if bb < B and B <= 16:
+        for bb, bn, bd, nw, ns in [(16, 128, 64, 8, 3), (16, 128, 64, 8, 1), (16, 64, 64, 4, 3), (16, 64, 32, 4, 3),
+                                   (16, 128, 32, 8, 4), (32, 64, 64, 8, 3), (16, 256, 32, 8, 3)]:
+            if bb > 16 and B <= 16:
                 continue
             for per_sm in (4, 8, 16):
                 if DEVICE != "cuda" and len(rep.data["sweep"]) >= 2:
@@ -268,7 +268,7 @@ def sweep(rep: Report, k: int):
                 if rep.left() < 15:
                     rep.data["notes"].append("sweep stopped: time budget")
                     return
-                cfg = dict(base, BLOCK_B=bb, BLOCK_N=bn, BLOCK_D=bd, num_warps=nw)
+                cfg = dict(base, BLOCK_B=bb, BLOCK_N=bn, BLOCK_D=bd, num_warps=nw, num_stages=ns)
                 cfg = with_splits(cfg, N, splits=max(1, per_sm * sms // triton.cdiv(B, bb)))
                 try:
                     t = cuda_time(lambda q=q, cfg=cfg: triton_topk(q, x, k, config=cfg), min_reps=3, min_time=0.1)

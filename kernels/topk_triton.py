@@ -219,7 +219,7 @@ def triton_topk(q: torch.Tensor, x: torch.Tensor, k: int, bits: torch.Tensor | N
         K=k, KP=kp, NPARTS=parts.shape[0],
         BLOCK_B=cfg["BLOCK_B"], BLOCK_N=cfg["BLOCK_N"], BLOCK_D=cfg["BLOCK_D"],
         HAS_BITS=has_bits, IEEE=upcast or x.dtype == torch.float32, UPCAST=upcast,
-        num_warps=cfg["num_warps"],
+        num_warps=cfg["num_warps"], num_stages=cfg.get("num_stages", 3),
     )
     if bool(bad.any()):
         raise NonFiniteScoresError("scores hold NaN or inf")

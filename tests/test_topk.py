@@ -116,3 +116,17 @@ def test_triton_backend_on_cpu_needs_interpreter(monkeypatch):
     q, x = integer_data(2, 10, 4)
     with pytest.raises(TopKError, match="TRITON_INTERPRET"):
         topk(q, x, 2, backend="triton")
+
+
+def test_exclude_accepts_iterables_and_numpy_mask():
+    q, x = normal_data(2, 20, 4, seed=13)
+    ex = [range(5), {7: "seen"}]
+    m = np.zeros((2, 20), bool)
+    m[0, :5] = True
+    m[1, 7] = True
+    want = topk(q, x, 3, torch.from_numpy(m))
+    for arg in (ex, m, [torch.arange(5), np.array([7])]):
+        got = topk(q, x, 3, arg)
+        assert torch.equal(got[1], want[1])
+    with pytest.raises(TopKError, match="integer"):
+        topk(q, x, 3, [[1.5], []])
