@@ -117,7 +117,7 @@ def check_one(case) -> dict:
     else:
         # Exact up to fp32 rounding: every mismatch must be a near-tie (|score diff| <= tol).
         tol = 1e-4
-        exact64 = (q.double()[:, None, :] * x.double()[i]).sum(-1)
+        exact64 = (q.double()[:, None, :] * x[i].double()).sum(-1)
         ok = out["max_abs_value_diff"] <= tol and bool(((exact64 - rv.double()).abs() <= 2 * tol).all())
     if kind == "ones":
         ok = ok and i.tolist() == [list(range(k))] * B
