@@ -6,32 +6,43 @@ import torch
 from topk_cases import check, integer_data, mask_of, normal_data, random_exclude
 
 import llmrec
-from llmrec.retrieval import TopKError, topk
+from llmrec.retrieval import TopKError, topk, topk_torch
+
+
+@pytest.fixture(params=["default", "numpy_gemm", "torch_select"])
+def cpu_mode(request, monkeypatch):
+    """Run a test through each CPU code path: small data takes torch's GEMM + numpy's selection
+    by default; force numpy's GEMM, or torch's row-parallel topk selection."""
+    if request.param == "numpy_gemm":
+        monkeypatch.setattr(topk_torch, "NUMPY_MIN_MACS", 0)
+    elif request.param == "torch_select":
+        monkeypatch.setattr(topk_torch, "NUMPY_TOPK_MAX", -1)
+    return request.param
 
 
 @pytest.mark.parametrize("B,N,D,k,chunk", [
     (1, 1, 1, 1, None), (3, 37, 5, 4, 8), (17, 203, 33, 13, 50), (5, 1000, 70, 128, 129),
     (40, 129, 8, 3, 4096), (2, 300, 3, 100, 7),
 ])
-def test_ties_and_duplicates_match_reference(B, N, D, k, chunk):
+def test_ties_and_duplicates_match_reference(B, N, D, k, chunk, cpu_mode):
     q, x = integer_data(B, N, D)
     check(topk(q, x, k, chunk=chunk), q, x, k)
 
 
-def test_all_equal_scores_pick_lowest_indices():
+def test_all_equal_scores_pick_lowest_indices(cpu_mode):
     q, x = torch.ones(2, 4), torch.ones(50, 4)
     v, i = topk(q, x, 7, chunk=6)
     assert i.tolist() == [list(range(7))] * 2 and torch.equal(v, torch.full((2, 7), 4.0))
 
 
 @pytest.mark.parametrize("chunk", [None, 16, 97])
-def test_normal_data(chunk):
+def test_normal_data(chunk, cpu_mode):
     q, x = normal_data(9, 777, 31)
     check(topk(q, x, 25, chunk=chunk), q, x, 25, exact_values=False)
 
 
 @pytest.mark.parametrize("as_mask", [False, True])
-def test_exclusion(as_mask):
+def test_exclusion(as_mask, cpu_mode):
     B, N, D, k = 6, 150, 9, 11
     q, x = integer_data(B, N, D, seed=1)
     ex = random_exclude(B, N, 60, seed=2)
@@ -42,7 +53,7 @@ def test_exclusion(as_mask):
         assert not set(i[b].tolist()) & set(e)
 
 
-def test_k_equals_n_minus_excluded():
+def test_k_equals_n_minus_excluded(cpu_mode):
     B, N, D = 3, 40, 6
     q, x = integer_data(B, N, D, seed=3)
     ex = [list(range(0, 40, 2)), list(range(5, 25)), [1, 1, 3, 39, 38, 20, 21, 22, 23, 0, 2, 4, 6, 8, 10,
@@ -54,7 +65,7 @@ def test_k_equals_n_minus_excluded():
 
 
 @pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16, torch.float64])
-def test_low_precision_items(dtype):
+def test_low_precision_items(dtype, cpu_mode):
     q, x = normal_data(4, 300, 20, seed=4)
     xd = x.to(dtype)
     v, i = topk(q, xd, 9, chunk=64)
@@ -100,7 +111,7 @@ def test_errors(make, match):
     ("q", float("nan"), "queries row 1"), ("q", float("inf"), "queries row 1"),
     ("x", float("nan"), "items row 7"), ("x", float("-inf"), "items row 7"),
 ])
-def test_non_finite_inputs(where, value, match):
+def test_non_finite_inputs(where, value, match, cpu_mode):
     q, x = integer_data(2, 10, 4)
     (q if where == "q" else x)[1 if where == "q" else 7, 2] = value
     with pytest.raises(TopKError, match=match):

@@ -15,6 +15,8 @@ from llmrec.retrieval.exclusion import Exclusion
 SCORE_BUDGET = 2**23  # 32 MiB
 ITEM_BUDGET = 2**24  # 64 MiB
 MIN_CHUNK, MAX_CHUNK = 4096, 2**20
+NUMPY_MIN_MACS = 2**24  # per chunk: below this the GEMM runs in torch
+NUMPY_TOPK_MAX = 2**20  # scores per chunk: up to this the selection runs in numpy (one thread)
 
 
 def default_chunk(n_queries: int, dim: int = 0, converts: bool = False) -> int:
@@ -61,6 +63,31 @@ def _chunk_topk(s: torch.Tensor, kk: int) -> tuple[torch.Tensor, torch.Tensor]:
     return v, i
 
 
+def _chunk_topk_numpy(s: torch.Tensor, kk: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Same result as :func:`_chunk_topk` with numpy's single-threaded ``argpartition``.
+
+    For small score blocks on the CPU: torch's row-parallel ``topk`` costs ~10 ms per call on a
+    busy 2-core machine (threads wait for a core); this does not. The kk + 1 largest are selected,
+    then ordered by (value desc, index asc): exact unless the kk-th and (kk+1)-th values are equal
+    (then other equal elements may exist outside the selection): those rows use a stable sort.
+    """
+    a = s.numpy()
+    B, c = a.shape
+    if kk >= c:
+        return _chunk_topk(s, kk)
+    part = np.argpartition(a, c - kk - 1, axis=1)[:, c - kk - 1:]  # the kk + 1 largest, unordered
+    vals = np.take_along_axis(a, part, axis=1)
+    order = np.lexsort((part, -vals), axis=1)  # value desc, then index asc
+    part, vals = np.take_along_axis(part, order, axis=1), np.take_along_axis(vals, order, axis=1)
+    v, i = torch.from_numpy(vals[:, :kk].copy()), torch.from_numpy(part[:, :kk].astype(np.int64))
+    tie = vals[:, kk - 1] == vals[:, kk]
+    if tie.any():
+        rows = torch.from_numpy(np.nonzero(tie)[0])
+        sv, si = torch.sort(s[rows], dim=1, descending=True, stable=True)
+        v[rows], i[rows] = sv[:, :kk], si[:, :kk]
+    return v, i
+
+
 def topk_chunked(q: torch.Tensor, x: torch.Tensor, k: int, excl: Exclusion,
                  chunk: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
     """Exact top-k by inner product, streaming the items in chunks.
@@ -85,14 +112,16 @@ def topk_chunked(q: torch.Tensor, x: torch.Tensor, k: int, excl: Exclusion,
     chunk = min(chunk or default_chunk(B, x.shape[1], x.dtype != torch.float32), N)
     # [c, D] @ [D, B] is the faster GEMM shape for small B; the transpose of the result is a view.
     tall = B <= 64
-    # On the CPU the GEMM goes through numpy's BLAS (OpenBLAS in the numpy wheel: measured faster
-    # than torch's MKL on this AMD machine, up to 2x for the B = 1 GEMV) into one reused buffer.
-    on_cpu = x.device.type == "cpu"
+    # Large CPU GEMMs go through numpy's BLAS (OpenBLAS in the numpy wheel: measured up to 2x faster
+    # than torch's MKL on this AMD machine) into one reused buffer. Small ones stay in torch: OpenBLAS
+    # pays ~10 ms to wake its threads on a busy machine (measured at 10k x 384, B = 1).
+    on_cpu = x.device.type == "cpu" and chunk * x.shape[1] * B >= NUMPY_MIN_MACS
     if on_cpu:
         qn = np.ascontiguousarray(q.detach().T.numpy()) if tall else q.detach().numpy()
         buf = np.empty((chunk, B) if tall else (B, chunk), dtype=np.float32)
     else:
         qt = q.T.contiguous() if tall else None
+        buf = None
     bounds = None
     if not excl.empty:
         bounds = torch.searchsorted(excl.cols, torch.arange(0, N + chunk, chunk, device=excl.cols.device))
@@ -119,7 +148,8 @@ def topk_chunked(q: torch.Tensor, x: torch.Tensor, k: int, excl: Exclusion,
             lo, hi = int(bounds[n]), int(bounds[n + 1])
             if hi > lo:
                 s[excl.rows[lo:hi], excl.cols[lo:hi] - start] = float("-inf")
-        v, i = _chunk_topk(s, min(k, s.shape[1]))
+        small = s.device.type == "cpu" and s.numel() <= NUMPY_TOPK_MAX
+        v, i = (_chunk_topk_numpy if small else _chunk_topk)(s, min(k, s.shape[1]))
         if bool((v[:, 0] == float("inf")).any()):
             raise NonFiniteScores(start)
         if start:
