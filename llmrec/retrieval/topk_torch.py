@@ -1,6 +1,11 @@
-"""Exact chunked top-k in plain torch (BLAS matmul + ``torch.topk`` per chunk): the CPU path.
+"""Exact chunked top-k (BLAS GEMM + a top-k selection per chunk): the CPU path, and the CUDA
+fallback when triton is missing.
 
-Memory is O(B * (k + chunk)) whatever N is: the [B, N] score matrix is never built.
+Per chunk of items: scores [B, chunk] = one GEMM (numpy's OpenBLAS for large CPU chunks, torch
+otherwise), a finiteness check, exclusions set to -inf, the chunk's top-k (numpy ``argpartition``
+for small CPU blocks, ``torch.topk`` otherwise; exact tie order by index), then a merge with the
+running top-k. Memory is O(B * (k + chunk)) (+ chunk * D for fp16/bf16 items converted to fp32),
+whatever N is: the [B, N] score matrix is never built.
 """
 
 from __future__ import annotations
