@@ -258,8 +258,9 @@ def sweep(rep: Report, k: int):
         q, _ = make_data("normal", B, 1, D, torch.float16, seed=B)
         ref = triton_topk(q, x, k)[1]
         base = pick_config(B, N, D, k, x.device)
-        for bb, bn, bd, nw, ns in [(16, 128, 64, 8, 3), (16, 128, 64, 8, 1), (16, 64, 64, 4, 3), (16, 64, 32, 4, 3),
-                                   (16, 128, 32, 8, 4), (32, 64, 64, 8, 3), (16, 256, 32, 8, 3)]:
+        for bb, bn, bd, nw, ns in [(16, 64, 64, 4, 3), (16, 64, 64, 4, 4), (16, 64, 64, 4, 1), (16, 128, 64, 8, 3),
+                                   (16, 128, 64, 4, 3), (16, 64, 32, 4, 3), (16, 256, 64, 8, 3), (32, 64, 64, 8, 3),
+                                   (32, 64, 64, 4, 3)]:
             if bb > 16 and B <= 16:
                 continue
             for per_sm in (4, 8, 16):
