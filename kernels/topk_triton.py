@@ -145,20 +145,25 @@ def _num_sms(device: torch.device) -> int:
 
 
 def pick_config(B: int, N: int, D: int, k: int, device: torch.device, itemsize: int = 2) -> dict:
-    """Block sizes and number of splits.
+    """Block sizes, warps, pipeline stages and number of splits.
 
-    GPU choice (not yet timed on a GPU; ``kernels/gpu_check.sh --sweep`` compares others): the
-    register tiles are sized so that the sm_90 build does not spill (checked offline with the
-    bundled ptxas: BLOCK_B=16/BLOCK_N=128/BLOCK_D=64/8 warps uses 246 registers and no stack for
-    k=20 and k=128; BLOCK_B=64 spills). Splits give ~8 programs per SM so that B = 1 fills the GPU.
-    In the interpreter, small blocks and a few splits keep tests fast and exercise the merge.
+    GPU choice (NOT yet timed on a GPU; ``kernels/gpu_check.sh --sweep`` times alternatives). From
+    the offline sm_90 build (``python -m llmrec_kernels.compile_check``, with the alignment hints a
+    real launch gets): fp16, B <= 16: BLOCK 16 x 64 x 64, 4 warps, 3 stages -> ~161 registers, 24 KiB
+    shared, cp.async-pipelined item loads, no spills at k = 20, so ~3 programs fit per SM (more
+    bytes in flight than one 8-warp 16 x 128 x 64 program: 210 registers). B > 16: 32 x 64 x 64,
+    8 warps (~160 registers). BLOCK_B = 64 spills. fp32 items: BLOCK_D = 32. Splits give ~8
+    programs per SM so that B = 1 still fills the GPU. In the interpreter, small blocks and a few
+    splits keep tests fast and exercise the merge.
     """
     if device.type == "cuda":
-        block_b, block_n, block_d, warps, per_sm = (16, 128, 64, 8, 8) if B <= 16 else (32, 64, 64, 8, 8)
-        if itemsize == 4:  # fp32 tiles: half the features per step keeps the sm_90 build spill-free
-            block_d = 32
+        if B <= 16:
+            block_b, block_n, block_d, warps = (16, 128, 32, 8) if itemsize == 4 else (16, 64, 64, 4)
+        else:
+            block_b, block_n, block_d, warps = (32, 64, 32, 8) if itemsize == 4 else (32, 64, 64, 8)
+        per_sm, stages = 8, 3
     else:
-        block_b, block_n, block_d, warps, per_sm = 16, 32, 16, 4, 4
+        block_b, block_n, block_d, warps, per_sm, stages = 16, 32, 16, 4, 4, 1
     b_blocks = triton.cdiv(B, block_b)
     tiles = triton.cdiv(N, block_n)
     want = max(1, per_sm * _num_sms(device) // b_blocks)
@@ -166,7 +171,7 @@ def pick_config(B: int, N: int, D: int, k: int, device: torch.device, itemsize: 
     n_per_split = triton.cdiv(tiles, splits) * block_n
     splits = triton.cdiv(N, n_per_split)
     return dict(BLOCK_B=block_b, BLOCK_N=block_n, BLOCK_D=block_d, splits=splits,
-                n_per_split=n_per_split, num_warps=warps)
+                n_per_split=n_per_split, num_warps=warps, num_stages=stages)
 
 
 def with_splits(cfg: dict, N: int, per_program_items: int | None = None, splits: int | None = None) -> dict:
@@ -219,7 +224,7 @@ def triton_topk(q: torch.Tensor, x: torch.Tensor, k: int, bits: torch.Tensor | N
         K=k, KP=kp, NPARTS=parts.shape[0],
         BLOCK_B=cfg["BLOCK_B"], BLOCK_N=cfg["BLOCK_N"], BLOCK_D=cfg["BLOCK_D"],
         HAS_BITS=has_bits, IEEE=upcast or x.dtype == torch.float32, UPCAST=upcast,
-        num_warps=cfg["num_warps"],
+        num_warps=cfg["num_warps"], num_stages=cfg.get("num_stages", 3),
     )
     if bool(bad.any()):
         raise NonFiniteScoresError("scores hold NaN or inf")

@@ -5,33 +5,44 @@ import pytest
 import torch
 
 import llmrec
-from llmrec.retrieval import TopKError, topk
+from llmrec.retrieval import TopKError, topk, topk_torch
 from tests.topk_cases import check, integer_data, mask_of, normal_data, random_exclude
+
+
+@pytest.fixture(params=["default", "numpy_gemm", "torch_select"])
+def cpu_mode(request, monkeypatch):
+    """Run a test through each CPU code path: small data takes torch's GEMM + numpy's selection
+    by default; force numpy's GEMM, or torch's row-parallel topk selection."""
+    if request.param == "numpy_gemm":
+        monkeypatch.setattr(topk_torch, "NUMPY_MIN_MACS", 0)
+    elif request.param == "torch_select":
+        monkeypatch.setattr(topk_torch, "NUMPY_TOPK_MAX", -1)
+    return request.param
 
 
 @pytest.mark.parametrize("B,N,D,k,chunk", [
     (1, 1, 1, 1, None), (3, 37, 5, 4, 8), (17, 203, 33, 13, 50), (5, 1000, 70, 128, 129),
     (40, 129, 8, 3, 4096), (2, 300, 3, 100, 7),
 ])
-def test_ties_and_duplicates_match_reference(B, N, D, k, chunk):
+def test_ties_and_duplicates_match_reference(B, N, D, k, chunk, cpu_mode):
     q, x = integer_data(B, N, D)
     check(topk(q, x, k, chunk=chunk), q, x, k)
 
 
-def test_all_equal_scores_pick_lowest_indices():
+def test_all_equal_scores_pick_lowest_indices(cpu_mode):
     q, x = torch.ones(2, 4), torch.ones(50, 4)
     v, i = topk(q, x, 7, chunk=6)
     assert i.tolist() == [list(range(7))] * 2 and torch.equal(v, torch.full((2, 7), 4.0))
 
 
 @pytest.mark.parametrize("chunk", [None, 16, 97])
-def test_normal_data(chunk):
+def test_normal_data(chunk, cpu_mode):
     q, x = normal_data(9, 777, 31)
     check(topk(q, x, 25, chunk=chunk), q, x, 25, exact_values=False)
 
 
 @pytest.mark.parametrize("as_mask", [False, True])
-def test_exclusion(as_mask):
+def test_exclusion(as_mask, cpu_mode):
     B, N, D, k = 6, 150, 9, 11
     q, x = integer_data(B, N, D, seed=1)
     ex = random_exclude(B, N, 60, seed=2)
@@ -42,7 +53,7 @@ def test_exclusion(as_mask):
         assert not set(i[b].tolist()) & set(e)
 
 
-def test_k_equals_n_minus_excluded():
+def test_k_equals_n_minus_excluded(cpu_mode):
     B, N, D = 3, 40, 6
     q, x = integer_data(B, N, D, seed=3)
     ex = [list(range(0, 40, 2)), list(range(5, 25)), [1, 1, 3, 39, 38, 20, 21, 22, 23, 0, 2, 4, 6, 8, 10,
@@ -54,7 +65,7 @@ def test_k_equals_n_minus_excluded():
 
 
 @pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16, torch.float64])
-def test_low_precision_items(dtype):
+def test_low_precision_items(dtype, cpu_mode):
     q, x = normal_data(4, 300, 20, seed=4)
     xd = x.to(dtype)
     v, i = topk(q, xd, 9, chunk=64)
@@ -100,7 +111,7 @@ def test_errors(make, match):
     ("q", float("nan"), "queries row 1"), ("q", float("inf"), "queries row 1"),
     ("x", float("nan"), "items row 7"), ("x", float("-inf"), "items row 7"),
 ])
-def test_non_finite_inputs(where, value, match):
+def test_non_finite_inputs(where, value, match, cpu_mode):
     q, x = integer_data(2, 10, 4)
     (q if where == "q" else x)[1 if where == "q" else 7, 2] = value
     with pytest.raises(TopKError, match=match):
@@ -109,3 +120,24 @@ def test_non_finite_inputs(where, value, match):
 
 def test_topk_error_is_value_error():
     assert issubclass(TopKError, ValueError) and issubclass(TopKError, llmrec.errors.LLMRecError)
+
+
+def test_triton_backend_on_cpu_needs_interpreter(monkeypatch):
+    monkeypatch.delenv("TRITON_INTERPRET", raising=False)
+    q, x = integer_data(2, 10, 4)
+    with pytest.raises(TopKError, match="TRITON_INTERPRET"):
+        topk(q, x, 2, backend="triton")
+
+
+def test_exclude_accepts_iterables_and_numpy_mask():
+    q, x = normal_data(2, 20, 4, seed=13)
+    ex = [range(5), {7: "seen"}]
+    m = np.zeros((2, 20), bool)
+    m[0, :5] = True
+    m[1, 7] = True
+    want = topk(q, x, 3, torch.from_numpy(m))
+    for arg in (ex, m, [torch.arange(5), np.array([7])]):
+        got = topk(q, x, 3, arg)
+        assert torch.equal(got[1], want[1])
+    with pytest.raises(TopKError, match="integer"):
+        topk(q, x, 3, [[1.5], []])

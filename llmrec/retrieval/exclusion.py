@@ -64,8 +64,11 @@ def normalize_exclude(exclude, n_queries: int, n_items: int, error=TopKError) ->
             raise error(f"exclude has {len(exclude)} entries for {B} queries")
         rows_l, cols_l = [], []
         for b, e in enumerate(exclude):
-            c = torch.as_tensor(np.asarray(list(e) if isinstance(e, (set, frozenset)) else e, dtype=np.int64))
-            c = c.reshape(-1)
+            arr = e.detach().cpu().numpy() if isinstance(e, torch.Tensor) else np.asarray(
+                e if isinstance(e, np.ndarray) else list(e))
+            if arr.size and arr.dtype.kind not in "iu":
+                raise error(f"exclude[{b}] must hold integer item indices, got dtype {arr.dtype}")
+            c = torch.as_tensor(arr.astype(np.int64, copy=False)).reshape(-1)
             if c.numel() and (int(c.min()) < 0 or int(c.max()) >= N):
                 raise error(f"exclude[{b}] holds an index outside [0, {N})")
             c = torch.unique(c)

@@ -7,6 +7,8 @@ which on CPU tensors needs ``TRITON_INTERPRET=1`` (tests only).
 
 from __future__ import annotations
 
+import os
+
 import numpy as np
 import torch
 
@@ -51,8 +53,9 @@ def topk(queries, items, k: int, exclude=None, *, backend: str = "auto", chunk: 
         backend: "auto" (Triton on CUDA, chunked BLAS otherwise), "torch" (chunked torch on the
             items' device) or "triton" (the fused kernel; on CPU tensors only under
             ``TRITON_INTERPRET=1``).
-        chunk: items per step of the torch path (default: 32 MiB of scores, 4096..65536 items);
-            its memory is O(B * (k + chunk)), independent of N.
+        chunk: items per step of the torch path (default: 32 MiB of scores and at most 64 MiB
+            of fp32-converted items, 4096..2**20 items); its memory is O(B * (k + chunk) + chunk * D)
+            for fp16/bf16 items, O(B * (k + chunk)) for fp32, independent of N.
     Returns:
         (scores float32 [B, k], indices int64 [B, k]) on the items' device, best first; equal
         scores are ordered by the lower item index.
@@ -86,9 +89,16 @@ def topk(queries, items, k: int, exclude=None, *, backend: str = "auto", chunk: 
         b = int(excl.counts.argmax())
         raise TopKError(f"k={k} > N - |excluded| = {N} - {worst} = {N - worst} for query {b}")
     use_triton = backend == "triton" or (backend == "auto" and x.is_cuda)
+    if backend == "triton" and not x.is_cuda and os.environ.get("TRITON_INTERPRET") != "1":
+        raise TopKError("backend='triton' on CPU tensors needs TRITON_INTERPRET=1 (set before importing triton)")
     if use_triton:
-        from llmrec_kernels.topk_triton import NonFiniteScoresError, triton_topk
-
+        try:
+            from llmrec_kernels.topk_triton import NonFiniteScoresError, triton_topk
+        except ImportError:
+            if backend == "triton":
+                raise
+            use_triton = False  # no triton: the chunked torch path runs on the GPU too
+    if use_triton:
         try:
             return triton_topk(q, x, k, bits=None if excl.empty else excl.bitset(N, x.device))
         except NonFiniteScoresError:
