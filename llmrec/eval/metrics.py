@@ -40,19 +40,19 @@ def target_rank(scores: Sequence[float], target: int, masked: Sequence[int] = ()
 
 def ranks_from_scores(scores: np.ndarray, targets: np.ndarray, masked: Sequence[Sequence[int]] | None = None) -> np.ndarray:
     """Vectorised :func:`target_rank`: scores float [B, N], targets int [B], masked per row -> int64 [B]."""
-    s = np.array(scores, dtype=np.float64, copy=True)
+    s = np.asarray(scores, dtype=np.float64)
     B = s.shape[0]
     rows = np.arange(B)
-    t = s[rows, targets].copy()
+    t = s[rows, targets]
+    count = np.ones(s.shape, dtype=bool)  # entries that may count against the target
     if masked is not None:
         for b, m in enumerate(masked):
             if len(m):
-                s[b, np.asarray(m, dtype=np.int64)] = -np.inf
-    s[rows, targets] = -np.inf  # the target does not count against itself
-    ge = s >= t[:, None]
-    ge[np.isneginf(s) & ~np.isneginf(t)[:, None]] = False  # masked entries never count
-    r = ge.sum(1)
-    r[np.isnan(t)] = s.shape[1] - 1
+                count[b, np.asarray(m, dtype=np.int64)] = False
+    count[rows, targets] = False  # the target does not count against itself
+    r = ((s >= t[:, None]) & count).sum(1)
+    nan = np.isnan(t)
+    r[nan] = count[nan].sum(1)
     return r.astype(np.int64)
 
 
