@@ -20,7 +20,7 @@ import numpy as np
 
 from llmrec.data.splits import Split
 
-HALF_LIVES = (0.0, 20.0, 5.0, 2.0)
+HALF_LIVES = (0.0, 20.0, 5.0, 2.0, 1.0)
 """Recency half-lives (in items) tried on validation; 0 = all history items weigh the same."""
 
 

@@ -28,6 +28,7 @@ from llmrec.eval import report
 from llmrec.eval.baselines import ItemKNN, MostPopular, TextEmbedding
 from llmrec.eval.protocols import full_ranking, rerank, sampled
 from llmrec.retrieval import sasrec as sasrec_mod
+from llmrec.retrieval.topk import topk
 
 SYSTEMS = ("most-popular", "item-knn", "text-embedding", "sasrec")
 
@@ -196,6 +197,8 @@ def run(cfg: Config, out: str | Path, fresh: bool = False, config_name: str = ""
             for f in ("sasrec.pt", "manifest.json"):
                 shutil.copyfile(src / f, retriever_dir(cfg) / f)
             log(f"[eval] retriever for {split.name}: {retriever_dir(cfg) / 'sasrec.pt'} (seed {chosen['seed']})")
+            chosen["chroma"] = _store_and_check(cfg, split, chosen)
+            _save_part(parts, "sasrec", chosen)
     if cfg.eval_ranker:
         results.update(_run_ranker(cfg, split, users, parts, results))
     metrics = report.build_metrics(cfg, split, results, config_name)
@@ -203,6 +206,31 @@ def run(cfg: Config, out: str | Path, fresh: bool = False, config_name: str = ""
     report.write_all(metrics, results, out, cfg)
     log(f"[eval] wrote {out / 'metrics.json'}, {out / 'report.md'} in {time.time() - t0:.0f}s")
     return metrics
+
+
+def _store_and_check(cfg: Config, split: Split, chosen: dict) -> str:
+    """Put the chosen retriever's item vectors in Chroma (``{retriever_dir}/chroma``, collection
+    ``items_sasrec``) when the item store is available, read the matrix back and check that
+    ``llmrec.topk`` over it reproduces the evaluated ranks' top-20. Returns what happened."""
+    try:
+        from llmrec.store import ItemStore
+    except ImportError:
+        return "skipped: llmrec.store not available"
+    retr = sasrec_mod.load_retriever(retriever_dir(cfg))
+    store = ItemStore(retriever_dir(cfg) / "chroma", kind="sasrec")
+    sasrec_mod.store_item_vectors(retr, store, split.items)
+    ids, mat, _ = store.matrix()
+    if ids != split.item_ids:
+        return "stored, but the store's id order differs from the split's"
+    hist = [split.history(u, cfg.eval_stage) for u in split.users]
+    _, idx = topk(torch.from_numpy(retr.user_vectors_idx(hist)), torch.from_numpy(mat), 20, exclude=hist)
+    ranks = np.asarray(chosen["full"]["ranks"]) if "full" in chosen else None
+    if ranks is not None:
+        tgt = np.array([split.target(u, cfg.eval_stage) for u in split.users])
+        hits = (idx.numpy() == tgt[:, None]).any(1)
+        if not np.array_equal(hits, ranks < 20):
+            return f"stored; Recall@20 through the store differs ({hits.mean():.4f} vs {(ranks < 20).mean():.4f})"
+    return f"stored {len(ids)} vectors in Chroma; topk over the store reproduces Recall@20"
 
 
 def load_ranker(spec: str, cfg: Config):

@@ -51,11 +51,11 @@ class SASRecParams:
     """Adam learning rate."""
     weight_decay: float = 0.0
     """AdamW weight decay (0: plain Adam)."""
-    batch_size: int = 128
+    batch_size: int = 32
     """Training windows per step."""
     max_epochs: int = 200
     """Upper bound on epochs."""
-    patience: int = 10
+    patience: int = 6
     """Stop after this many epochs without a better validation NDCG@10."""
     max_minutes: float = 15.0
     """Wall-clock budget for training; the best validation checkpoint so far is kept."""
@@ -315,3 +315,13 @@ def load_retriever(path: str | Path) -> SASRecRetriever:
     model = SASRec(ck["n_items"], SASRecParams(**ck["params"]))
     model.load_state_dict(ck["state_dict"])
     return SASRecRetriever(model, manifest["item_ids"], manifest)
+
+
+def store_item_vectors(retriever: SASRecRetriever, store, items=None) -> int:
+    """Upsert the retriever's item vectors into an item store (``llmrec.store.ItemStore``, e.g.
+    ``ItemStore(path, kind="sasrec")``): ids = item ids, vectors float32 [N, d], metadata = each
+    item's title when ``items`` (a list of :class:`Item` in ``item_ids`` order) is given.
+    Returns how many were written. Search them with ``llmrec.topk`` over ``store.matrix()``."""
+    metas = [{"title": it.title} for it in items] if items is not None else None
+    return store.upsert(retriever.item_ids, retriever.item_vectors(), metas)
+
