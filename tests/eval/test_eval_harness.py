@@ -42,3 +42,29 @@ def test_retraining_reuses_a_matching_checkpoint(tmp_path):
     a = runner.run(cfg, tmp_path / "a")
     b = runner.run(cfg, tmp_path / "b")  # new output folder, same checkpoint: no training, same result
     assert a["results"]["sasrec"] == b["results"]["sasrec"]
+
+
+class ReverseRanker:
+    """A deterministic ranker that reverses the retriever's order (exercises the ranker stage)."""
+
+    name = "reverse"
+
+    def rank(self, user_history_items, candidate_items):
+        return [float(i) for i in range(len(candidate_items))]
+
+
+def reverse_ranker(cfg):
+    return ReverseRanker()
+
+
+def test_ranker_stage_reorders_the_retrievers_top20(tmp_path):
+    cfg = Config.load(REPO / "eval" / "ci-small.yaml", overrides={
+        "home": tmp_path, "eval_systems": ["item-knn"], "eval_ranker": f"{__name__}:reverse_ranker",
+        "eval_ranker_retriever": "item-knn"})
+    m = runner.run(cfg, tmp_path / "out")
+    base = json.loads((tmp_path / "out" / "parts" / "item-knn.json").read_text())["full"]["ranks"]
+    rr = json.loads((tmp_path / "out" / "parts" / "item-knn+reverse.json").read_text())["full"]
+    assert rr["called"] == sum(r < 20 for r in base) == rr["valid"]
+    assert rr["ranks"] == [19 - r if r < 20 else r for r in base]
+    assert m["results"]["item-knn+reverse"]["Recall@20"] == m["results"]["item-knn"]["Recall@20"]
+    assert 0 <= m["sampled"]["item-knn+reverse"]["HR@1"] <= 1
