@@ -91,7 +91,8 @@ class Config:
     eval_systems: list[str] = field(
         default_factory=lambda: ["most-popular", "item-knn", "text-embedding", "sasrec"])
     """Systems evaluated, in report order: ``most-popular``, ``item-knn``, ``text-embedding``,
-    ``sasrec`` (the trained retriever)."""
+    ``sasrec`` (the trained retriever: each of ``sasrec_seeds``, and the seed with the best
+    validation NDCG@10 as ``sasrec``), ``sasrec-ensemble`` (sum of the scores of all seeds)."""
     eval_protocols: list[str] = field(default_factory=lambda: ["full", "sampled"])
     """``full``: full ranking, leave-one-out (LlamaRec); ``sampled``: target + negatives (LLaRA)."""
     eval_stage: str = "test"

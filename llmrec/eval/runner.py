@@ -30,7 +30,7 @@ from llmrec.eval.protocols import full_ranking, rerank, sampled
 from llmrec.retrieval import sasrec as sasrec_mod
 from llmrec.retrieval.topk import topk
 
-SYSTEMS = ("most-popular", "item-knn", "text-embedding", "sasrec")
+SYSTEMS = ("most-popular", "item-knn", "text-embedding", "sasrec", "sasrec-ensemble")
 
 
 def log(msg: str) -> None:
@@ -157,6 +157,8 @@ def run(cfg: Config, out: str | Path, fresh: bool = False, config_name: str = ""
     log(f"[eval] {split.name}: {split.stats()} (5-core, leave-one-out), {len(users)} {cfg.eval_stage} users")
     results: dict = {}
     for name in cfg.eval_systems:
+        if name == "sasrec-ensemble":
+            continue  # after the seeds, below
         names = [name] if name != "sasrec" else [f"sasrec[seed={s}]" for s in cfg.sasrec_seeds]
         if all((parts / f"{n}.json").exists() for n in names) and (name != "sasrec" or (parts / "sasrec.json").exists()):
             for n in names + (["sasrec"] if name == "sasrec" else []):
@@ -199,6 +201,8 @@ def run(cfg: Config, out: str | Path, fresh: bool = False, config_name: str = ""
             log(f"[eval] retriever for {split.name}: {retriever_dir(cfg) / 'sasrec.pt'} (seed {chosen['seed']})")
             chosen["chroma"] = _store_and_check(cfg, split, chosen)
             _save_part(parts, "sasrec", chosen)
+    if "sasrec-ensemble" in cfg.eval_systems:
+        results["sasrec-ensemble"] = _ensemble(cfg, split, users, parts)
     if cfg.eval_ranker:
         results.update(_run_ranker(cfg, split, users, parts, results))
     metrics = report.build_metrics(cfg, split, results, config_name)
@@ -206,6 +210,22 @@ def run(cfg: Config, out: str | Path, fresh: bool = False, config_name: str = ""
     report.write_all(metrics, results, out, cfg)
     log(f"[eval] wrote {out / 'metrics.json'}, {out / 'report.md'} in {time.time() - t0:.0f}s")
     return metrics
+
+
+def _ensemble(cfg: Config, split: Split, users: list[str], parts: Path) -> dict:
+    """``sasrec-ensemble``: the sum of the scores of every trained seed (``sasrec_seeds``), as one
+    retriever (concatenated vectors). Its validation NDCG@10 is recorded next to the seeds' own."""
+    if (parts / "sasrec-ensemble.json").exists():
+        log("[eval] sasrec-ensemble: done in an earlier run (resumed)")
+        return json.loads((parts / "sasrec-ensemble.json").read_text())
+    members = [train_or_load_sasrec(cfg, split, s)[0] for s in cfg.sasrec_seeds]
+    ens = _SASRecScorer(sasrec_mod.EnsembleRetriever(members), "sasrec-ensemble")
+    valid = full_ranking(ens, split, "valid", users)["ranks"]
+    res = _evaluate(ens, cfg, split, users, "sasrec-ensemble")
+    res.update(seeds=list(cfg.sasrec_seeds), valid_ndcg10=float(np.where(valid < 10, 1 / np.log2(valid + 2.0), 0).mean()),
+               eval_seconds=res.get("full", {}).get("seconds"))
+    _save_part(parts, "sasrec-ensemble", res)
+    return res
 
 
 def _store_and_check(cfg: Config, split: Split, chosen: dict) -> str:

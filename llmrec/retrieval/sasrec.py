@@ -325,3 +325,33 @@ def store_item_vectors(retriever: SASRecRetriever, store, items=None) -> int:
     metas = [{"title": it.title} for it in items] if items is not None else None
     return store.upsert(retriever.item_ids, retriever.item_vectors(), metas)
 
+
+class EnsembleRetriever:
+    """Several trained SASRecs (e.g. one per seed) as one retriever: the user vector is the
+    concatenation of the members' user vectors and the item vector the concatenation of their item
+    vectors, so the score is the SUM of the members' scores and retrieval is still one
+    ``llmrec.topk`` call (d = sum of the members' d). Same interface as :class:`SASRecRetriever`."""
+
+    def __init__(self, members: list[SASRecRetriever]):
+        if not members:
+            raise ModelError("an ensemble needs at least one retriever")
+        if any(m.item_ids != members[0].item_ids for m in members):
+            raise ModelError("ensemble members must share the same item id order")
+        self.members, self.item_ids, self.index = members, members[0].item_ids, members[0].index
+
+    @property
+    def dim(self) -> int:
+        return sum(m.dim for m in self.members)
+
+    def item_vectors(self) -> np.ndarray:
+        return np.concatenate([m.item_vectors() for m in self.members], axis=1)
+
+    def user_vectors_idx(self, histories: list[list[int]]) -> np.ndarray:
+        return np.concatenate([m.user_vectors_idx(histories) for m in self.members], axis=1)
+
+    def user_vectors(self, histories: list[list[str]]) -> np.ndarray:
+        return self.user_vectors_idx([[self.index[i] for i in h if i in self.index] for h in histories])
+
+    def exclude(self, histories: list[list[str]]) -> list[list[int]]:
+        return self.members[0].exclude(histories)
+

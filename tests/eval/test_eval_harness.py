@@ -18,7 +18,7 @@ def test_ci_config_runs_writes_report_and_resumes(tmp_path, capsys):
     assert m["dataset"]["name"] == "ml-latest-small" and m["dataset"]["users"] == 50
     assert set(m["dataset"]) >= {"name", "users", "items", "interactions"}
     assert m["protocol"]["full"]["ranker"]["candidates"] == 20
-    for system in ("most-popular", "item-knn", "text-embedding", "sasrec"):
+    for system in ("most-popular", "item-knn", "text-embedding", "sasrec", "sasrec-ensemble"):
         r = m["results"][system]
         assert {"Recall@10", "NDCG@10", "MRR@10", "Recall@1", "NDCG@20"} <= set(r)
         lo, hi = m["intervals"][system]["NDCG@10"]
@@ -26,6 +26,8 @@ def test_ci_config_runs_writes_report_and_resumes(tmp_path, capsys):
         assert 0.0 <= m["sampled"][system]["HR@1"] <= 1.0 and m["sampled"][system]["valid_ratio"] == 1.0
     assert "| sasrec |" in (out / "report.md").read_text()
     assert (out / "metrics_at10.png").stat().st_size > 0 and (out / "recall_vs_k.png").stat().st_size > 0
+    assert m["details"]["sasrec-ensemble"]["seeds"] == [0, 1]
+    assert m["details"]["sasrec"]["selected"].startswith("sasrec[seed=")
     # the trained retriever is saved under home, for the Recommender
     assert (tmp_path / "home" / "retrievers" / "ml-latest-small-u50" / "sasrec.pt").exists()
     # resume: a second run reuses every part and gives the same numbers

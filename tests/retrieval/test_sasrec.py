@@ -59,3 +59,15 @@ def _mask(V, exclude):
 def test_load_missing_retriever_raises(tmp_path):
     with pytest.raises(ModelError):
         load_retriever(tmp_path)
+
+
+def test_ensemble_scores_are_the_sum_of_the_members(trained):
+    from llmrec.retrieval.sasrec import EnsembleRetriever
+
+    split, _, _, folder = trained
+    a, b = load_retriever(folder), load_retriever(folder)
+    ens = EnsembleRetriever([a, b])
+    hist = [split.history(u, "test") for u in split.users[:4]]
+    s1 = a.user_vectors_idx(hist) @ a.item_vectors().T
+    s2 = ens.user_vectors_idx(hist) @ ens.item_vectors().T
+    assert ens.dim == 2 * a.dim and np.allclose(s2, 2 * s1, atol=1e-4)
