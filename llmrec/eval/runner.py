@@ -225,6 +225,9 @@ def _ensemble(cfg: Config, split: Split, users: list[str], parts: Path) -> dict:
     res.update(seeds=list(cfg.sasrec_seeds), valid_ndcg10=float(np.where(valid < 10, 1 / np.log2(valid + 2.0), 0).mean()),
                eval_seconds=res.get("full", {}).get("seconds"))
     _save_part(parts, "sasrec-ensemble", res)
+    spec = {"members": [f"seed{s}" for s in cfg.sasrec_seeds], "valid_ndcg10": res["valid_ndcg10"],
+            "fingerprint": split.fingerprint()}
+    (retriever_dir(cfg) / "ensemble.json").write_text(json.dumps(spec, indent=1))
     return res
 
 

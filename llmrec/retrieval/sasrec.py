@@ -355,3 +355,18 @@ class EnsembleRetriever:
     def exclude(self, histories: list[list[str]]) -> list[list[int]]:
         return self.members[0].exclude(histories)
 
+
+def load_ensemble(folder: str | Path) -> EnsembleRetriever:
+    """Load ``folder/ensemble.json`` (written by ``llmrec eval`` with ``sasrec-ensemble``): the
+    member folders (relative to ``folder``) of an :class:`EnsembleRetriever`.
+
+    Raises:
+        ModelError: missing or unreadable files.
+    """
+    folder = Path(folder)
+    try:
+        spec = json.loads((folder / "ensemble.json").read_text())
+    except (OSError, ValueError) as e:
+        raise ModelError(f"cannot read the ensemble in {folder}: {e}") from e
+    return EnsembleRetriever([load_retriever(folder / m) for m in spec["members"]])
+

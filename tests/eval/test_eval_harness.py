@@ -6,6 +6,7 @@ from pathlib import Path
 from llmrec.config import Config
 from llmrec.eval import runner
 from llmrec.eval.cli import main
+from llmrec.retrieval.sasrec import load_ensemble
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -30,6 +31,8 @@ def test_ci_config_runs_writes_report_and_resumes(tmp_path, capsys):
     assert m["details"]["sasrec"]["selected"].startswith("sasrec[seed=")
     # the trained retriever is saved under home, for the Recommender
     assert (tmp_path / "home" / "retrievers" / "ml-latest-small-u50" / "sasrec.pt").exists()
+    ens = load_ensemble(tmp_path / "home" / "retrievers" / "ml-latest-small-u50")
+    assert len(ens.members) == 2 and ens.item_vectors().shape[1] == 2 * ens.members[0].dim
     # resume: a second run reuses every part and gives the same numbers
     capsys.readouterr()
     assert main([str(REPO / "eval" / "ci-small.yaml"), "--out", str(out), "--home", str(tmp_path / "home")]) == 0
