@@ -216,8 +216,10 @@ def _ensemble(cfg: Config, split: Split, users: list[str], parts: Path) -> dict:
     """``sasrec-ensemble``: the sum of the scores of every trained seed (``sasrec_seeds``), as one
     retriever (concatenated vectors). Its validation NDCG@10 is recorded next to the seeds' own."""
     if (parts / "sasrec-ensemble.json").exists():
-        log("[eval] sasrec-ensemble: done in an earlier run (resumed)")
-        return json.loads((parts / "sasrec-ensemble.json").read_text())
+        res = json.loads((parts / "sasrec-ensemble.json").read_text())
+        if res.get("seeds") == list(cfg.sasrec_seeds):
+            log("[eval] sasrec-ensemble: done in an earlier run (resumed)")
+            return res
     members = [train_or_load_sasrec(cfg, split, s)[0] for s in cfg.sasrec_seeds]
     ens = _SASRecScorer(sasrec_mod.EnsembleRetriever(members), "sasrec-ensemble")
     valid = full_ranking(ens, split, "valid", users)["ranks"]
