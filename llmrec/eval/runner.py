@@ -124,6 +124,12 @@ def _evaluate(scorer, cfg: Config, split: Split, users: list[str], name: str) ->
     return out
 
 
+def _chosen_ok(parts: Path, cfg: Config) -> bool:
+    """The saved ``sasrec`` choice exists and was made among exactly the configured seeds."""
+    p = parts / "sasrec.json"
+    return p.exists() and json.loads(p.read_text()).get("among") == list(cfg.sasrec_seeds)
+
+
 def _save_part(parts: Path, name: str, res: dict) -> None:
     res = {k: v for k, v in res.items() if not k.startswith("_")}
     tmp = parts / f"{name}.json.part"
@@ -160,7 +166,7 @@ def run(cfg: Config, out: str | Path, fresh: bool = False, config_name: str = ""
         if name == "sasrec-ensemble":
             continue  # after the seeds, below
         names = [name] if name != "sasrec" else [f"sasrec[seed={s}]" for s in cfg.sasrec_seeds]
-        if all((parts / f"{n}.json").exists() for n in names) and (name != "sasrec" or (parts / "sasrec.json").exists()):
+        if all((parts / f"{n}.json").exists() for n in names) and (name != "sasrec" or _chosen_ok(parts, cfg)):
             for n in names + (["sasrec"] if name == "sasrec" else []):
                 results[n] = json.loads((parts / f"{n}.json").read_text())
             log(f"[eval] {name}: done in an earlier run (resumed)")
@@ -190,7 +196,7 @@ def run(cfg: Config, out: str | Path, fresh: bool = False, config_name: str = ""
             results[n] = res
             if best is None or res["valid_ndcg10"] > results[best]["valid_ndcg10"]:
                 best = n
-        chosen = dict(results[best], selected=f"{best} (best validation NDCG@10)")
+        chosen = dict(results[best], selected=f"{best} (best validation NDCG@10)", among=list(cfg.sasrec_seeds))
         results["sasrec"] = chosen
         _save_part(parts, "sasrec", chosen)
         # The chosen seed becomes THE retriever of this data set: {retriever_dir}/sasrec.pt + manifest.json.
