@@ -23,3 +23,9 @@ def test_bad_value_is_named():
         Config.load(env={"LLMREC_K": "ten"})
     with pytest.raises(ConfigError, match="candidates"):
         Config.load(env={}, overrides={"candidates": 40})
+
+
+def test_threads_key():
+    assert Config.load(env={"LLMREC_THREADS": "1"}).threads == 1
+    with pytest.raises(ConfigError, match="threads"):
+        Config.load(env={}, overrides={"threads": -2})

@@ -9,6 +9,14 @@ from llmrec.errors import ModelError
 from llmrec.models import text_encoder_path
 
 
+def apply_threads(threads: int) -> None:
+    """Set torch's CPU thread count (config ``threads``; 0 leaves torch's default)."""
+    if threads > 0:
+        import torch
+
+        torch.set_num_threads(threads)
+
+
 def resolve_device(name: str) -> str:
     """The torch device for config ``device``: ``auto`` is cuda when present, else cpu.
 
@@ -35,6 +43,7 @@ class TextEncoder:
         from sentence_transformers import SentenceTransformer
 
         self.path = text_encoder_path(cfg)
+        apply_threads(cfg.threads)
         device = resolve_device(cfg.device)
         try:
             self.model = SentenceTransformer(self.path, device=device)

@@ -8,7 +8,7 @@ import numpy as np
 import torch
 
 from llmrec.config import Config
-from llmrec.encoders.text import resolve_device
+from llmrec.encoders.text import apply_threads, resolve_device
 from llmrec.errors import ModelError, PromptTooLongError
 from llmrec.llm.base import Messages
 from llmrec.models import llm_path
@@ -23,6 +23,7 @@ class TransformersBackend:
         from transformers import AutoModelForCausalLM, AutoTokenizer
 
         self.path = llm_path(cfg)
+        apply_threads(cfg.threads)
         self.device = resolve_device(cfg.device)
         dtype = torch.bfloat16 if self.device.startswith("cuda") else torch.float32
         try:
