@@ -123,6 +123,10 @@ def build_parser() -> argparse.ArgumentParser:
     rec.add_argument("--explain", choices=["llm", "grounded"], help="explanation mode")
     rec.add_argument("--json", action="store_true", help="print JSON instead of a table")
     rec.set_defaults(func=cmd_recommend)
+
+    from llmrec.eval.cli import add_parser as add_eval
+
+    add_eval(sub)
     return parser
 
 

@@ -16,7 +16,7 @@ from llmrec.errors import PromptTooLongError, RequestError, StoreError, UnknownI
 from llmrec.ingest import INTERACTIONS_FILE, item_from_metadata, read_interactions
 from llmrec.rank.explain import cite, explain
 from llmrec.rank.verbalizer import verbalizer_rank
-from llmrec.retrieval.topk import topk
+from llmrec.retrieval.topk import MAX_K, topk
 from llmrec.retrieval.user_state import recency_weighted
 
 
@@ -38,9 +38,13 @@ class Recommendation:
 
 @dataclass
 class Recommendations:
+    """``retriever``: which retriever found the candidates (``sasrec``, ``sasrec-ensemble``,
+    ``text``), or ``popularity`` for a cold-start answer."""
+
     user: str | None
     items: list[Recommendation]
     cold_start: bool = False
+    retriever: str | None = None
 
     def to_dict(self) -> dict:
         """Plain data; a non-finite score (an item ranked past the LLM's labels) becomes None."""
@@ -49,7 +53,7 @@ class Recommendations:
             for key in ("score", "retrieval_score"):
                 if d[key] is not None and not math.isfinite(d[key]):
                     d[key] = None
-        return {"user": self.user, "cold_start": self.cold_start, "items": items}
+        return {"user": self.user, "cold_start": self.cold_start, "retriever": self.retriever, "items": items}
 
     def to_json(self) -> str:
         """Strict JSON (no NaN or Infinity): see :meth:`to_dict`."""
@@ -72,6 +76,28 @@ class Recommender:
         pop = Counter(x.item for x in interactions if x.item in self.index)
         self.popularity = np.array([pop.get(i, 0) for i in ids], dtype=np.int64)
         self._backend = None
+        self._load_retriever()
+
+    def _load_retriever(self) -> None:
+        """The trained sequential retriever at ``cfg.retriever_path()`` when one exists (the
+        seed ensemble when ``ensemble.json`` is there), restricted to the items in the store."""
+        from llmrec.retrieval import sasrec
+
+        self.retriever, self.retriever_name = None, "text"
+        folder = self.cfg.retriever_path()
+        if (folder / "ensemble.json").exists():
+            self.retriever, self.retriever_name = sasrec.load_ensemble(folder), "sasrec-ensemble"
+        elif (folder / "sasrec.pt").exists():
+            self.retriever, self.retriever_name = sasrec.load_retriever(folder), "sasrec"
+        else:
+            return
+        keep = [(n, self.index[i]) for n, i in enumerate(self.retriever.item_ids) if i in self.index]
+        if not keep:
+            self.retriever, self.retriever_name = None, "text"
+            return
+        self._r_rows = np.array([r for _, r in keep], dtype=np.int64)  # retriever position -> store row
+        self._r_pos = {r: p for p, r in enumerate(self._r_rows.tolist())}  # store row -> position
+        self._r_items = self.retriever.item_vectors()[[n for n, _ in keep]]
 
     @classmethod
     def load(cls, data_dir=None, config: Config | None = None) -> Recommender:
@@ -115,19 +141,34 @@ class Recommender:
             raise UnknownUserError(f"unknown user {user_id!r}: no interactions stored for this user") from None
 
     def candidates(self, history: list[str], n: int) -> tuple[np.ndarray, np.ndarray]:
-        """Retriever: (item rows [n], scores [n]) for a non-empty history, history excluded."""
+        """Retriever: (item rows [<= n], scores [<= n]) for a non-empty history, history excluded."""
+        rows, scores, _ = self._retrieve(history, n)
+        return rows, scores
+
+    def _retrieve(self, history: list[str], n: int) -> tuple[np.ndarray, np.ndarray, str]:
+        """The trained retriever when it knows an item of the history, else the content (text)
+        retriever: a recency-weighted mean of the history's text vectors. Both through llmrec.topk."""
         rows = [self.index[i] for i in history]
+        n = min(n, MAX_K)
+        if self.retriever is not None and any(r in self._r_pos for r in rows):
+            user = self.retriever.user_vectors([list(history)])
+            excl = {self._r_pos[r] for r in rows if r in self._r_pos}
+            m = min(n, len(self._r_rows) - len(excl))
+            if m >= 1:
+                scores, idx = topk(user, self._r_items, m, exclude=[excl])
+                return self._r_rows[idx[0].numpy()], scores[0].numpy(), self.retriever_name
         recent = rows[-self.cfg.history_max:]
         user = recency_weighted(self.vectors[recent], self.cfg.recency_half_life)
         n = min(n, len(self.ids) - len(set(rows)))
         scores, idx = topk(user[None], self.vectors, n, exclude=[set(rows)])
-        return idx[0].numpy(), scores[0].numpy()
+        return idx[0].numpy(), scores[0].numpy(), "text"
 
     def recommend(self, user_id=None, k: int | None = None, history: list | None = None) -> Recommendations:
         """Top-``k`` items for a stored user, or for an explicit ``history`` of item ids (oldest first).
 
         An item seen more than once counts once, at its latest position. Fewer than ``k`` items come
-        back when the catalog has fewer unseen items; none when the history covers the catalog.
+        back when the catalog has fewer unseen items (and at most 128, llmrec.topk's limit); none
+        when the history covers the catalog.
 
         Raises:
             UnknownUserError: ``user_id`` has no stored interactions.
@@ -157,7 +198,7 @@ class Recommender:
             return self._cold_start(user, k)
         if len(seen) >= len(self.ids):
             return Recommendations(user, [])
-        rows, rscores = self.candidates(hist, max(k, self.cfg.candidates))
+        rows, rscores, retriever = self._retrieve(hist, max(k, self.cfg.candidates))
         shown = [self.items[self.index[i]] for i in hist[-self.cfg.history_max:]]
         cands = [self.items[r] for r in rows[: self.cfg.candidates]]
         while True:  # a prompt over the LLM's context: show less history (the most recent kept)
@@ -180,7 +221,7 @@ class Recommender:
             it = self.items[rows[p]]
             score = float(ranking.logprobs[p]) if p < len(cands) else float("-inf")
             out.append(Recommendation(it.id, it.title, score, r, text, [c.id for c in cs], float(rscores[p])))
-        return Recommendations(user, out)
+        return Recommendations(user, out, retriever=retriever)
 
     def _cold_start(self, user, k: int) -> Recommendations:
         order = sorted(range(len(self.ids)), key=lambda r: (-self.popularity[r], r))[:k]
@@ -189,4 +230,4 @@ class Recommender:
                            f"Popular with other users ({self.popularity[r]} interactions); "
                            "there is no history to personalise on yet.")
             for n, r in enumerate(order, 1)
-        ], cold_start=True)
+        ], cold_start=True, retriever="popularity")

@@ -1,7 +1,7 @@
 """The ``llmrec eval`` subcommand: ``llmrec eval CONFIG.yaml [--out DIR] [--fresh]``.
 
 ``add_parser(subparsers)`` registers it on the main ``llmrec`` parser; ``run(args)`` executes it.
-Until the main CLI wires it in, ``python -m llmrec.eval CONFIG.yaml`` does the same.
+``python -m llmrec.eval CONFIG.yaml`` does the same.
 """
 
 from __future__ import annotations
