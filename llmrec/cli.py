@@ -8,7 +8,7 @@ import sys
 import time
 
 from llmrec.config import Config
-from llmrec.errors import ConfigError, LLMRecError
+from llmrec.errors import CatalogLineError, ConfigError, LLMRecError
 
 
 def _common(p: argparse.ArgumentParser) -> None:
@@ -56,14 +56,19 @@ def cmd_ingest(args) -> int:
         print(f"skipped {err}", file=sys.stderr)
     summary = ingest(cfg, dataset)
     summary["skipped_lines"] = len(report.skipped)
-    print(f"ingested {len(dataset.items)} items and {len(dataset.interactions)} interactions into "
-          f"{summary['store']} in {time.time() - t0:.1f}s (store holds {summary['items_in_store']} items, "
-          f"{summary['interactions_in_store']} interactions; {summary['items_unchanged']} items unchanged; "
-          f"skipped {len(report.skipped)} bad lines)")
+    changed = len(dataset.items) - summary["items_unchanged"]
+    print(f"read {len(dataset.items)} items ({changed} new or changed, encoded; {summary['items_unchanged']} "
+          f"unchanged) and {len(dataset.interactions)} interactions in {time.time() - t0:.1f}s; "
+          f"skipped {len(report.skipped)} bad line(s). The store {summary['store']} holds "
+          f"{summary['items_in_store']} items and {summary['interactions_in_store']} interactions "
+          f"(use it with --data-dir).")
     return 0
 
 
 def cmd_recommend(args) -> int:
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.disable_progress_bar()  # no "Loading weights" bars around a table or JSON
     from llmrec.recommender import Recommender
 
     if args.k is not None:
@@ -135,7 +140,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return args.func(args)
     except LLMRecError as e:
-        print(f"llmrec: error: {e}", file=sys.stderr)
+        hint = " (--skip-bad skips malformed lines and ingests the rest)" if isinstance(e, CatalogLineError) else ""
+        print(f"llmrec: error: {e}{hint}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("llmrec: interrupted (ingest is idempotent: run the same command again to finish)", file=sys.stderr)

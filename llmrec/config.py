@@ -85,9 +85,11 @@ class Config:
     # --- ranking and explanations ------------------------------------------------------
     k: int = 10
     """Recommendations returned."""
-    explain: str = "llm"
-    """``llm``: one generated sentence per item, grounded on the cited history items;
-    ``grounded``: the cited history items only, no generation (fast)."""
+    explain: str = "grounded"
+    """``grounded``: name the cited history items and the genres each really shares (fast, always
+    true to the data); ``llm``: add one generated sentence per item, from a prompt holding only the
+    cited items. The default 135M LLM writes weak, sometimes invented sentences: use ``llm`` with a
+    larger model."""
     explain_max_tokens: int = 40
     """Upper bound on generated explanation length, in tokens."""
     seed: int = 0

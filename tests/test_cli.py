@@ -31,5 +31,5 @@ def test_ingest_bad_catalog_reports_file_line(base_cfg, tmp_path, capsys):
     assert not (tmp_path / "store" / "manifest.json").exists()
     assert main([*args, "--skip-bad"]) == 0
     out = capsys.readouterr()
-    assert "skipped 1 bad lines" in out.out and f"skipped {items}:2:" in out.err
-    assert "store holds 2 items" in out.out
+    assert "skipped 1 bad line(s)" in out.out and f"skipped {items}:2:" in out.err
+    assert "holds 2 items" in out.out

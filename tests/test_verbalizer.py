@@ -56,3 +56,14 @@ def test_soft_tokens_equal_to_own_embeddings_give_same_scores(backend, ml100k):
 def test_generate_batch(backend):
     out = backend.generate([[{"role": "user", "content": "Say hello."}]] * 2, max_tokens=5)
     assert len(out) == 2 and all(isinstance(t, str) and t for t in out)
+
+
+def test_llm_explanations_keep_the_grounded_citation(backend, ml100k):
+    from llmrec.rank.explain import explain, grounded
+
+    items, cited = ml100k.items[:2], [[ml100k.items[10]], [ml100k.items[11], ml100k.items[12]]]
+    texts = explain(backend, items, cited, "llm", max_tokens=12)
+    for text, it, c in zip(texts, items, cited, strict=True):
+        assert text.startswith(grounded(it, c))
+        tail = text[len(grounded(it, c)):].strip()
+        assert tail == "" or tail[-1] in ".!?…"

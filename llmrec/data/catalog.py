@@ -145,7 +145,12 @@ def load_items_jsonl(path: str | Path, skip_bad: bool = False, report: LoadRepor
                 if item.id in seen:
                     raise ValueError(f"duplicate item id {item.id!r} (first on line {seen[item.id]})")
             except (ValueError, RecursionError) as e:  # JSONDecodeError is a ValueError
-                reason = "JSON nested too deeply" if isinstance(e, RecursionError) else str(e)
+                if isinstance(e, RecursionError):
+                    reason = "JSON nested too deeply"
+                elif isinstance(e, json.JSONDecodeError):  # its own line number would count from 1 again
+                    reason = f"invalid JSON: {e.msg} (column {e.colno})"
+                else:
+                    reason = str(e)
                 err = CatalogLineError(path, n, reason)
                 if not skip_bad:
                     raise err from None

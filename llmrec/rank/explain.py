@@ -24,20 +24,21 @@ def cite(item_vecs: np.ndarray, history_vecs: np.ndarray, n: int = 2) -> list[li
     return [sorted(range(H), key=lambda h: (-row[h], -h))[: min(n, H)] for row in sims]
 
 
-def _shared_genres(item: Item, cited: list[Item]) -> list[str]:
-    mine = [g for g in str(item.fields.get("genres", "")).split("|") if g]
-    theirs = {g for c in cited for g in str(c.fields.get("genres", "")).split("|") if g}
-    return [g for g in mine if g in theirs]
+def _genres(item: Item) -> list[str]:
+    return [g for g in str(item.fields.get("genres", "")).split("|") if g]
 
 
 def grounded(item: Item, cited: list[Item]) -> str:
-    """A template explanation naming the cited history items (no generation)."""
+    """A template explanation naming the cited history items (no generation); each cited item
+    carries the genres it really shares with the recommended one, if any."""
     if not cited:
         return "Popular with other users; there is no history to personalise on yet."
-    names = " and ".join(quote(c.title, 80) for c in cited)
-    shared = _shared_genres(item, cited)
-    tail = f", sharing {', '.join(shared)}" if shared else ", similar in content"
-    return f"Because you watched {names}{tail}."
+    mine = _genres(item)
+    parts = []
+    for c in cited:
+        shared = [g for g in mine if g in set(_genres(c))]
+        parts.append(quote(c.title, 80) + (f" (also {', '.join(shared)})" if shared else ""))
+    return f"Because you watched {' and '.join(parts)}."
 
 
 def explain(backend, items: list[Item], cited: list[list[Item]], mode: str, max_tokens: int) -> list[str]:
@@ -66,6 +67,8 @@ def _first_sentence(text: str) -> str:
     text = " ".join(text.split())
     if not text or text.startswith("-") or any(m in text for m in _ECHO_MARKERS):
         return ""
+    if text[-1] not in ".!?":  # cut by the token limit
+        return text.rstrip(",;: ") + "…"
     for end in (". ", "! ", "? "):
         if end in text:
             text = text[: text.index(end) + 1]
