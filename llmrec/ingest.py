@@ -85,7 +85,7 @@ def ingest(cfg: Config, dataset: Dataset, log=print) -> dict:
 def _ingest_locked(cfg: Config, dataset: Dataset, encoder, out: Path) -> dict:
     from llmrec.store import ItemStore
 
-    read_interactions(out / INTERACTIONS_FILE)  # a corrupt file is refused before any write
+    old_interactions = read_interactions(out / INTERACTIONS_FILE)  # a corrupt file is refused before any write
     store = ItemStore(out, "text", cfg.chroma_host, cfg.chroma_port)
     have = store.dim()
     if have is not None and have != encoder.dim:
@@ -105,7 +105,7 @@ def _ingest_locked(cfg: Config, dataset: Dataset, encoder, out: Path) -> dict:
             store.upsert([it.id for it in todo], vecs, [metas[it.id] for it in todo])
         bar.update(len(chunk))
     bar.close()
-    n_inter = merge_interactions(out / INTERACTIONS_FILE, dataset.interactions)
+    n_inter = merge_interactions(out / INTERACTIONS_FILE, dataset.interactions, old_interactions)
     summary = {"dataset": dataset.name, "store": str(out), "items_in_store": store.count(),
                "interactions_in_store": n_inter, "items_unchanged": unchanged,
                "encoder": encoder.path, **{f"input_{k}": v for k, v in dataset.stats().items()}}
@@ -129,11 +129,15 @@ def check_dataset(dataset: Dataset) -> None:
                 raise DataError(f"interaction of user {x.user!r}, item {x.item!r}: {what} must be finite, got {v}")
 
 
-def merge_interactions(path: Path, rows: list[Interaction]) -> int:
-    """Merge ``rows`` into the interactions file; returns the stored count."""
-    old = read_interactions(path)
+def merge_interactions(path: Path, rows: list[Interaction], old: list[Interaction]) -> int:
+    """Merge ``rows`` into the interactions file, whose current rows are ``old``; returns the stored count."""
     seen = {(r.user, r.item, r.timestamp) for r in old}
-    new = [r for r in rows if (r.user, r.item, r.timestamp) not in seen and not seen.add((r.user, r.item, r.timestamp))]
+    new = []
+    for r in rows:
+        key = (r.user, r.item, r.timestamp)
+        if key not in seen:
+            seen.add(key)
+            new.append(r)
     if new or not path.exists():
         write_interactions(path, old + new)
     return len(old) + len(new)

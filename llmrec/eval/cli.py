@@ -11,7 +11,6 @@ import sys
 from pathlib import Path
 
 from llmrec.config import Config
-from llmrec.errors import LLMRecError
 
 
 def add_parser(subparsers) -> argparse.ArgumentParser:
@@ -40,11 +39,7 @@ def run(args) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="llmrec")
-    add_parser(parser.add_subparsers(dest="command", required=True))
-    args = parser.parse_args(["eval", *(argv if argv is not None else sys.argv[1:])])
-    try:
-        return args.func(args)
-    except LLMRecError as e:
-        print(f"llmrec: error: {e}", file=sys.stderr)
-        return 2
+    """``llmrec eval ARGV``: the main CLI's parser and error handling."""
+    from llmrec.cli import main as llmrec_main
+
+    return llmrec_main(["eval", *(argv if argv is not None else sys.argv[1:])])

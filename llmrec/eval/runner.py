@@ -14,7 +14,7 @@ import json
 import shutil
 import sys
 import time
-from dataclasses import asdict
+from dataclasses import asdict, fields
 from pathlib import Path
 
 import numpy as np
@@ -49,20 +49,17 @@ def load_split(cfg: Config) -> Split:
 
 
 def sasrec_params(cfg: Config) -> sasrec_mod.SASRecParams:
-    return sasrec_mod.SASRecParams(
-        max_len=cfg.sasrec_max_len, dim=cfg.sasrec_dim, blocks=cfg.sasrec_blocks, heads=cfg.sasrec_heads,
-        dropout=cfg.sasrec_dropout, lr=cfg.sasrec_lr, weight_decay=cfg.sasrec_weight_decay,
-        batch_size=cfg.sasrec_batch_size, max_epochs=cfg.sasrec_max_epochs, patience=cfg.sasrec_patience,
-        max_minutes=cfg.sasrec_max_minutes)
+    """``SASRecParams`` from the config's ``sasrec_<name>`` keys (fields without a key keep their default)."""
+    names = [f.name for f in fields(sasrec_mod.SASRecParams) if hasattr(cfg, f"sasrec_{f.name}")]
+    return sasrec_mod.SASRecParams(**{n: getattr(cfg, f"sasrec_{n}") for n in names})
 
 
 def retriever_dir(cfg: Config) -> Path:
     """``retriever_dir`` or ``{home}/retrievers/{dataset}`` (``-u{N}`` appended for user-capped runs,
     so a CI run never replaces the real retriever)."""
-    if cfg.retriever_dir:
-        return Path(cfg.retriever_dir)
-    name = cfg.dataset + (f"-u{cfg.eval_max_users}" if cfg.eval_max_users else "")
-    return sasrec_mod.default_dir(cfg.home, name)
+    if cfg.retriever_dir or not cfg.eval_max_users:
+        return cfg.retriever_path()
+    return sasrec_mod.default_dir(cfg.home, f"{cfg.dataset}-u{cfg.eval_max_users}")
 
 
 class _SASRecScorer:
@@ -243,10 +240,8 @@ def _store_and_check(cfg: Config, split: Split, chosen: dict) -> str:
     """Put the chosen retriever's item vectors in Chroma (``{retriever_dir}/chroma``, collection
     ``items_sasrec``) when the item store is available, read the matrix back and check that
     ``llmrec.topk`` over it reproduces the evaluated ranks' top-20. Returns what happened."""
-    try:
-        from llmrec.store import ItemStore
-    except ImportError:
-        return "skipped: llmrec.store not available"
+    from llmrec.store import ItemStore
+
     retr = sasrec_mod.load_retriever(retriever_dir(cfg))
     store = ItemStore(retriever_dir(cfg) / "chroma", kind="sasrec")
     sasrec_mod.store_item_vectors(retr, store, split.items)

@@ -36,7 +36,8 @@ def grounded(item: Item, cited: list[Item]) -> str:
     mine = _genres(item)
     parts = []
     for c in cited:
-        shared = [g for g in mine if g in set(_genres(c))]
+        theirs = set(_genres(c))
+        shared = [g for g in mine if g in theirs]
         parts.append(quote(c.title, 80) + (f" (also {', '.join(shared)})" if shared else ""))
     return f"Because you watched {' and '.join(parts)}."
 
