@@ -1,22 +1,27 @@
 """llmrec.topk: API, validation and the exact chunked CPU path (compared to the torch reference)."""
 
+import importlib
+
 import numpy as np
 import pytest
 import torch
 
 import llmrec
-from llmrec.retrieval import TopKError, topk, topk_torch
+from llmrec.retrieval import TopKError, topk, topk_cpu
 from tests.topk_cases import check, integer_data, mask_of, normal_data, random_exclude
 
+topk_module = importlib.import_module("llmrec.retrieval.topk")
 
-@pytest.fixture(params=["default", "numpy_gemm", "torch_select"])
+
+@pytest.fixture(params=["numpy", "numpy_no_filter", "torch"])
 def cpu_mode(request, monkeypatch):
-    """Run a test through each CPU code path: small data takes torch's GEMM + numpy's selection
-    by default; force numpy's GEMM, or torch's row-parallel topk selection."""
-    if request.param == "numpy_gemm":
-        monkeypatch.setattr(topk_torch, "NUMPY_MIN_MACS", 0)
-    elif request.param == "torch_select":
-        monkeypatch.setattr(topk_torch, "NUMPY_TOPK_MAX", -1)
+    """Run a test through each CPU code path: the numpy path (threshold filter after the first
+    chunk), numpy with the filter off (every chunk fully selected), and the generic torch path
+    (CUDA without triton)."""
+    if request.param == "numpy_no_filter":
+        monkeypatch.setattr(topk_cpu, "FILTER_MAX_PER_QUERY", -1)
+    elif request.param == "torch":
+        monkeypatch.setattr(topk_module, "CPU_NUMPY", False)
     return request.param
 
 
@@ -141,3 +146,22 @@ def test_exclude_accepts_iterables_and_numpy_mask():
         assert torch.equal(got[1], want[1])
     with pytest.raises(TopKError, match="integer"):
         topk(q, x, 3, [[1.5], []])
+
+
+@pytest.mark.parametrize("order", [1, -1])
+def test_monotone_scores(order, cpu_mode):
+    # Scores that grow with the index make every chunk beat the running top-k (the filter's
+    # worst case: the full selection takes over); falling scores make every later chunk lose.
+    N, D = 1000, 3
+    x = torch.zeros(N, D)
+    x[:, 0] = torch.arange(N, dtype=torch.float32) * order
+    q = torch.tensor([[1.0, 0.0, 0.0], [0.5, 0.0, 0.0]])
+    check(topk(q, x, 17, chunk=64), q, x, 17)
+
+
+def test_overflow_in_a_later_chunk(cpu_mode):
+    q, x = normal_data(3, 400, 4, seed=5)
+    q, x = q.abs(), x.abs()
+    x[333] = 3e38  # finite, but its scores overflow to +inf
+    with pytest.raises(TopKError, match="overflow"):
+        topk(q, x, 5, chunk=50)

@@ -1,8 +1,9 @@
 """Exact inner-product top-k: ``llmrec.topk``. Retrieval goes through this function only.
 
-Dispatch: CUDA items -> the fused Triton kernel (``llmrec_kernels.topk_triton``); otherwise the
-exact chunked BLAS path (``llmrec.retrieval.topk_torch``). ``backend="triton"`` forces the kernel,
-which on CPU tensors needs ``TRITON_INTERPRET=1`` (tests only).
+Dispatch: CUDA items -> the fused Triton kernel (``llmrec_kernels.topk_triton``); CPU items -> the
+exact chunked numpy BLAS path (``llmrec.retrieval.topk_cpu``); other devices (or CUDA without
+triton) -> the chunked torch path (``llmrec.retrieval.topk_torch``). ``backend="triton"`` forces
+the kernel, which on CPU tensors needs ``TRITON_INTERPRET=1`` (tests only).
 """
 
 from __future__ import annotations
@@ -14,10 +15,12 @@ import torch
 
 from llmrec.retrieval.errors import TopKError
 from llmrec.retrieval.exclusion import normalize_exclude
+from llmrec.retrieval.topk_cpu import topk_cpu
 from llmrec.retrieval.topk_torch import NonFiniteScores, topk_chunked
 
 MAX_K = 128
 BACKENDS = ("auto", "torch", "triton")
+CPU_NUMPY = True  # CPU items take the numpy path (tests set False to run the torch path on the CPU)
 
 
 def _as_tensor(x, name: str) -> torch.Tensor:
@@ -50,12 +53,13 @@ def topk(queries, items, k: int, exclude=None, *, backend: str = "auto", chunk: 
         k: 1 <= k <= 128 and k <= N - |exclude[b]| for every query b.
         exclude: None; a sequence of B collections of item indices never returned for that query
             (e.g. the user's history); or a bool mask [B, N] (True = never return).
-        backend: "auto" (Triton on CUDA, chunked BLAS otherwise), "torch" (chunked torch on the
-            items' device) or "triton" (the fused kernel; on CPU tensors only under
-            ``TRITON_INTERPRET=1``).
-        chunk: items per step of the torch path (default: 32 MiB of scores and at most 64 MiB
-            of fp32-converted items, 4096..2**20 items); its memory is O(B * (k + chunk) + chunk * D)
-            for fp16/bf16 items, O(B * (k + chunk)) for fp32, independent of N.
+        backend: "auto" (Triton on CUDA, chunked BLAS otherwise), "torch" (the chunked BLAS path
+            on the items' device: numpy on the CPU, torch elsewhere) or "triton" (the fused
+            kernel; on CPU tensors only under ``TRITON_INTERPRET=1``).
+        chunk: items per step of the chunked path (default: ``topk_cpu.cpu_chunk`` on the CPU,
+            2**17 scores per chunk; ``topk_torch.default_chunk`` elsewhere); its memory is
+            O(B * (k + chunk) + chunk * D) for fp16/bf16 items, O(B * (k + chunk)) for fp32,
+            independent of N.
     Returns:
         (scores float32 [B, k], indices int64 [B, k]) on the items' device, best first; equal
         scores are ordered by the lower item index.
@@ -103,7 +107,8 @@ def topk(queries, items, k: int, exclude=None, *, backend: str = "auto", chunk: 
             return triton_topk(q, x, k, bits=None if excl.empty else excl.bitset(N, x.device))
         except NonFiniteScoresError:
             raise _nonfinite_error(x, 0) from None
+    chunked = topk_cpu if x.device.type == "cpu" and CPU_NUMPY else topk_chunked
     try:
-        return topk_chunked(q, x, k, excl.to(x.device), chunk=chunk)
+        return chunked(q, x, k, excl.to(x.device), chunk=chunk)
     except NonFiniteScores as e:
         raise _nonfinite_error(x, e.start) from None
