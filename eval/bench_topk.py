@@ -5,8 +5,12 @@ vectors, cosine = inner product). Prints a table and writes JSON.
 
     .venv/bin/python eval/bench_topk.py --out runs/bench_topk_cpu.json           # full grid
     .venv/bin/python eval/bench_topk.py --n 10000 --d 384 --b 1 16 --no-chroma   # quick
+    # this CPU's own OpenBLAS kernels (the machine image pins Haswell ones; see eval/RESULTS.md):
+    env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE .venv/bin/python eval/bench_topk.py \
+        --faiss-openblas-core SkylakeX --out runs/bench_topk_cpu_native.json
 
-Per row: queries/s (median over repetitions, after one warm-up call), the peak extra resident
+Per row: queries/s (median call time; see :func:`time_side_by_side` for how the methods take
+turns), the peak extra resident
 memory during the call (sampled /proc/self/statm every ms, above the RSS before the call), and
 recall@k against llmrec.topk's exact answer (faiss is exact too, up to fp32 rounding; Chroma is
 HNSW, approximate). Chroma is measured only where its ingest (HNSW build) fits the time cap;
@@ -62,9 +66,16 @@ class PeakRSS:
         self.peak = max(self.peak, rss_bytes() - self.base)
 
 
-def time_interleaved(fns: dict, min_reps: int, min_time: float, max_reps: int = 50) -> dict:
-    """Time several methods side by side: one warm-up call each (memory sampled), then rounds in
-    which every method runs once, so background load hits all of them alike.
+def time_side_by_side(fns: dict, rounds: int, burst: float, per_call: bool = False) -> dict:
+    """Time several methods side by side: one warm-up call each (memory sampled), then ``rounds``
+    rounds in which every method runs once, in an order rotated each round.
+
+    Burst mode (default): in its turn a method runs for ``burst`` seconds (at least 2 calls) and
+    the first call of each burst is not timed. That first call pays for handing the cores over
+    from the previous library's thread pool: faiss (OpenMP), torch (OpenMP) and numpy (OpenBLAS
+    pthreads) each keep their worker threads spinning for a while after a call, and on 2 cores
+    whichever library runs next waits for them. ``per_call=True`` instead alternates single calls
+    (``rounds`` x 10 of them) and times all of them: every method then pays that hand-over.
 
     Returns {name: (median seconds, peak extra MB, result of the warm-up call)}.
     """
@@ -73,15 +84,27 @@ def time_interleaved(fns: dict, min_reps: int, min_time: float, max_reps: int = 
         with PeakRSS() as mem:
             out = fn()
         first[name] = (mem.peak / 2**20, out)
-    t_all = time.perf_counter()
-    reps = 0
-    while reps < min_reps or (time.perf_counter() - t_all < min_time and reps < max_reps):
-        for name, fn in fns.items():
-            t = time.perf_counter()
-            fn()
-            ts[name].append(time.perf_counter() - t)
-        reps += 1
+    names = list(fns)
+    for r in range(rounds * (10 if per_call else 1)):
+        for name in names[r % len(names):] + names[:r % len(names)]:
+            fn, calls, t0 = fns[name], 0, time.perf_counter()
+            while True:
+                t = time.perf_counter()
+                fn()
+                if per_call or calls:
+                    ts[name].append(time.perf_counter() - t)
+                calls += 1
+                if per_call or (calls >= 2 and time.perf_counter() - t0 >= burst):
+                    break
     return {name: (float(np.median(ts[name])), *first[name]) for name in fns}
+
+
+def blas_info() -> list[dict]:
+    """The BLAS libraries loaded in this process and the kernels they picked (threadpoolctl)."""
+    from threadpoolctl import threadpool_info
+
+    return [{k: i.get(k) for k in ("prefix", "version", "architecture", "num_threads", "threading_layer")}
+            for i in threadpool_info() if i.get("user_api") == "blas"]
 
 
 def recall(got: np.ndarray, exact: np.ndarray) -> float:
@@ -170,7 +193,7 @@ def bench_shape(N, D, Bs, k, args, rows):
         fns["faiss IndexFlatIP"] = lambda qn=qn: index.search(qn, k)
         if chroma is not None:
             fns["chroma HNSW"] = lambda qn=qn: chroma.search(qn, k)
-        res = time_interleaved(fns, args.min_reps, args.min_time)
+        res = time_side_by_side(fns, args.rounds, args.burst, per_call=args.per_call)
         exact = res["llmrec.topk"][2][1].numpy()
         for name, (t, mem, out) in res.items():
             got = {"llmrec.topk": exact, "torch.topk(Q@X.T)": lambda o: o[1].numpy(),
@@ -225,20 +248,29 @@ def main(argv=None):
     p.add_argument("--d", type=int, nargs="+", default=[384, 768])
     p.add_argument("--b", type=int, nargs="+", default=[1, 16, 256])
     p.add_argument("--k", type=int, default=20, help="results per query (the ranker sees ~20 candidates)")
-    p.add_argument("--min-reps", type=int, default=3)
-    p.add_argument("--min-time", type=float, default=1.0, help="repeat until this many seconds (max 50 reps)")
+    p.add_argument("--rounds", type=int, default=5, help="rounds in which every method takes one turn")
+    p.add_argument("--burst", type=float, default=0.3, help="seconds of calls per method per turn")
+    p.add_argument("--per-call", action="store_true",
+                   help="alternate single calls instead of bursts (measures thread-pool hand-over too)")
+    p.add_argument("--faiss-openblas-core", default=None, metavar="NAME",
+                   help="set OPENBLAS_CORETYPE=NAME after numpy has loaded its OpenBLAS and before faiss "
+                        "loads its own (faiss-cpu 1.15 bundles OpenBLAS 0.3.15, which does not know Zen 5)")
     p.add_argument("--chroma-max-n", type=int, default=100_000)
     p.add_argument("--chroma-timeout", type=float, default=300.0, help="give up a Chroma ingest after this")
     p.add_argument("--no-chroma", action="store_true")
     p.add_argument("--no-torch", action="store_true", help="skip the full-matrix baseline")
     p.add_argument("--out", default="runs/bench_topk_cpu.json")
     args = p.parse_args(argv)
+    if args.faiss_openblas_core:
+        os.environ["OPENBLAS_CORETYPE"] = args.faiss_openblas_core  # numpy's OpenBLAS is loaded already
     import chromadb
     import faiss
 
     env = dict(loadavg_start=os.getloadavg(), python=sys.version.split()[0], torch=torch.__version__, faiss=faiss.__version__,
                chromadb=chromadb.__version__, threads=torch.get_num_threads(), cpu=platform.processor(),
-               cpus=os.cpu_count(), command=" ".join(sys.argv))
+               cpus=os.cpu_count(), command=" ".join(sys.argv), blas=blas_info(),
+               timing="per call" if args.per_call else f"bursts of {args.burst} s, {args.rounds} rounds",
+               openblas_env={k: v for k, v in os.environ.items() if k.startswith("OPENBLAS_")})
     print(json.dumps(env), flush=True)
     print(HEADER, flush=True)
     rows: list[dict] = []

@@ -165,3 +165,15 @@ def test_overflow_in_a_later_chunk(cpu_mode):
     x[333] = 3e38  # finite, but its scores overflow to +inf
     with pytest.raises(TopKError, match="overflow"):
         topk(q, x, 5, chunk=50)
+
+
+@pytest.mark.parametrize("seed", range(12))
+def test_random_configurations(seed, cpu_mode):
+    # Random shapes, chunk sizes, k and exclusions, integer data (many ties): equal to the reference.
+    rng = np.random.default_rng(seed)
+    B, N, D = int(rng.integers(1, 40)), int(rng.integers(1, 600)), int(rng.integers(1, 20))
+    q, x = integer_data(B, N, D, seed=seed, dup_every=int(rng.integers(2, 6)))
+    ex = random_exclude(B, N, int(rng.integers(0, max(1, N // 2))), seed=seed)
+    k = int(rng.integers(1, min(128, N - max(len(set(e)) for e in ex)) + 1))
+    chunk = int(rng.integers(1, N + 2))
+    check(topk(q, x, k, ex, chunk=chunk), q, x, k, ex)
