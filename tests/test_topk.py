@@ -13,13 +13,15 @@ from tests.topk_cases import check, integer_data, mask_of, normal_data, random_e
 topk_module = importlib.import_module("llmrec.retrieval.topk")
 
 
-@pytest.fixture(params=["numpy", "numpy_no_filter", "torch"])
+@pytest.fixture(params=["numpy", "numpy_no_filter", "numpy_threads", "torch"])
 def cpu_mode(request, monkeypatch):
     """Run a test through each CPU code path: the numpy path (threshold filter after the first
-    chunk), numpy with the filter off (every chunk fully selected), and the generic torch path
-    (CUDA without triton)."""
+    chunk; test sizes keep BLAS on one thread), numpy with the filter off (every chunk fully
+    selected), numpy with BLAS's own threads, and the generic torch path (CUDA without triton)."""
     if request.param == "numpy_no_filter":
         monkeypatch.setattr(topk_cpu, "FILTER_MAX_PER_QUERY", -1)
+    elif request.param == "numpy_threads":
+        monkeypatch.setattr(topk_cpu, "SINGLE_THREAD_MACS", -1)
     elif request.param == "torch":
         monkeypatch.setattr(topk_module, "CPU_NUMPY", False)
     return request.param
@@ -177,3 +179,19 @@ def test_random_configurations(seed, cpu_mode):
     k = int(rng.integers(1, min(128, N - max(len(set(e)) for e in ex)) + 1))
     chunk = int(rng.integers(1, N + 2))
     check(topk(q, x, k, ex, chunk=chunk), q, x, k, ex)
+
+
+def test_blas_threads_restored_after_small_calls():
+    from threadpoolctl import threadpool_info
+
+    def blas_threads():
+        return [i["num_threads"] for i in threadpool_info() if i["user_api"] == "blas"]
+
+    before = blas_threads()
+    q, x = integer_data(2, 10, 4)
+    topk(q, x, 2)
+    assert blas_threads() == before
+    x[7, 2] = float("nan")
+    with pytest.raises(TopKError):
+        topk(q, x, 2)
+    assert blas_threads() == before
