@@ -5,7 +5,7 @@ vectors, cosine = inner product). Prints a table and writes JSON.
 
     .venv/bin/python eval/bench_topk.py --out runs/bench_topk_cpu.json           # full grid
     .venv/bin/python eval/bench_topk.py --n 10000 --d 384 --b 1 16 --no-chroma   # quick
-    # this CPU's own OpenBLAS kernels (the machine image pins Haswell ones; see eval/RESULTS.md):
+    # this CPU's own OpenBLAS kernels (the machine image pins Haswell ones; see kernels/README.md):
     env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE .venv/bin/python eval/bench_topk.py \
         --faiss-openblas-core SkylakeX --out runs/bench_topk_cpu_native.json
 
