@@ -181,12 +181,14 @@ def test_random_configurations(seed, cpu_mode):
     check(topk(q, x, k, ex, chunk=chunk), q, x, k, ex)
 
 
-def test_blas_threads_restored_after_small_calls():
+def _blas_threads():
     from threadpoolctl import threadpool_info
 
-    def blas_threads():
-        return [i["num_threads"] for i in threadpool_info() if i["user_api"] == "blas"]
+    return [i["num_threads"] for i in threadpool_info() if i["user_api"] == "blas"]
 
+
+def test_blas_threads_restored_after_small_calls():
+    blas_threads = _blas_threads
     before = blas_threads()
     q, x = integer_data(2, 10, 4)
     topk(q, x, 2)
@@ -195,3 +197,24 @@ def test_blas_threads_restored_after_small_calls():
     with pytest.raises(TopKError):
         topk(q, x, 2)
     assert blas_threads() == before
+
+
+def test_concurrent_small_calls_share_the_thread_limit():
+    # Small calls from several threads overlap: the BLAS thread count must come back to its value
+    # from before, and every answer must stay exact.
+    from concurrent.futures import ThreadPoolExecutor
+
+    before = _blas_threads()
+    cases = [integer_data(3, 500, 16, seed=s) for s in range(8)]
+
+    def run(case):
+        q, x = case
+        for _ in range(20):
+            got = topk(q, x, 9, chunk=64)
+        return got
+
+    with ThreadPoolExecutor(4) as pool:
+        results = list(pool.map(run, cases))
+    for (q, x), got in zip(cases, results, strict=True):
+        check(got, q, x, 9)
+    assert _blas_threads() == before

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import threading
 
 import numpy as np
 import torch
@@ -38,17 +39,38 @@ FILTER_MAX_PER_QUERY = 64
 SINGLE_THREAD_MACS = 2**22
 
 
+_single = threading.Lock()
+_single_state = {"users": 0, "limiter": None}
+
+
 @functools.cache
 def _numpy_blas():
-    """threadpoolctl's handle on the BLAS libraries loaded in this process (numpy's OpenBLAS)."""
+    """threadpoolctl's handle on the BLAS libraries loaded when first asked (numpy's OpenBLAS)."""
     return ThreadpoolController().select(user_api="blas")
 
 
+@contextlib.contextmanager
 def _blas_threads(macs: int):
-    """Context: one BLAS thread for small calls (see SINGLE_THREAD_MACS), unchanged otherwise."""
+    """Context: one BLAS thread for small calls (see SINGLE_THREAD_MACS), unchanged otherwise.
+
+    The thread count is process-wide, so concurrent small calls share one limit: the first sets
+    it, the last restores the count from before the first.
+    """
     if macs > SINGLE_THREAD_MACS:
-        return contextlib.nullcontext()
-    return _numpy_blas().limit(limits=1)
+        yield
+        return
+    with _single:
+        if _single_state["users"] == 0:
+            _single_state["limiter"] = _numpy_blas().limit(limits=1)
+        _single_state["users"] += 1
+    try:
+        yield
+    finally:
+        with _single:
+            _single_state["users"] -= 1
+            if _single_state["users"] == 0:
+                _single_state["limiter"].restore_original_limits()
+                _single_state["limiter"] = None
 
 
 def cpu_chunk(n_queries: int, dim: int, converts: bool = False) -> int:
@@ -146,21 +168,19 @@ def topk_cpu(q: torch.Tensor, x: torch.Tensor, k: int, excl: Exclusion,
     B, N = q.shape[0], x.shape[0]
     chunk = min(chunk or cpu_chunk(B, x.shape[1], x.dtype != torch.float32), N)
     qt = np.ascontiguousarray(q.detach().numpy().T)  # [D, B]
-    buf = np.empty((chunk, B), dtype=np.float32)  # scores, item-major
-    mask = np.empty((chunk, B), dtype=bool)
-    rows = cols = None
-    if not excl.empty:
-        rows, cols = excl.rows.numpy(), excl.cols.numpy()
     run = _Running(B, k)
     with _blas_threads(N * x.shape[1] * B):
-        _scan(x, qt, k, rows, cols, chunk, buf, mask, run)
+        _scan(x, qt, None if excl.empty else excl, chunk, run)
     run.merge()
     return torch.from_numpy(run.v), torch.from_numpy(run.i)
 
 
-def _scan(x, qt, k, rows, cols, chunk, buf, mask, run) -> None:
-    """The chunk loop of :func:`topk_cpu` (candidates go to ``run``)."""
-    N, B = x.shape[0], qt.shape[1]
+def _scan(x: torch.Tensor, qt: np.ndarray, excl: Exclusion | None, chunk: int, run: _Running) -> None:
+    """The chunk loop of :func:`topk_cpu`: scores of x [N, D] against qt [D, B], candidates to ``run``."""
+    N, B, k = x.shape[0], qt.shape[1], run.k
+    buf = np.empty((chunk, B), dtype=np.float32)  # scores, item-major
+    mask = np.empty((chunk, B), dtype=bool)
+    rows, cols = (None, None) if excl is None else (excl.rows.numpy(), excl.cols.numpy())
     for start in range(0, N, chunk):
         stop = min(N, start + chunk)
         xc = x[start:stop]
