@@ -494,9 +494,8 @@ def test_ctrl_c_is_a_short_message_not_a_traceback(base_cfg, tmp_path):
            "--data-dir", str(tmp_path / "s"), "--catalog", str(items)]
     p = subprocess.Popen(cmd, stderr=subprocess.PIPE, text=True, env={**os.environ, "PYTHONUNBUFFERED": "1"})
     assert p.stderr.readline().startswith("llmrec config:")  # inside the command now
-    # Ctrl-C, pressed again each second as a user would: a library can swallow an interrupt that
-    # lands in its own code (seen once, in a clean-clone CI run on a loaded machine: the ingest
-    # finished and exited 0).
+    # Ctrl-C, pressed again each second as a user would: one interrupt was once lost (a clean-clone
+    # CI run on a loaded machine: the ingest finished and exited 0; the cause was not found).
     for _ in range(60):
         p.send_signal(signal.SIGINT)
         try:
