@@ -492,19 +492,15 @@ def test_ctrl_c_is_a_short_message_not_a_traceback(base_cfg, tmp_path):
     items = _w(tmp_path / "items.jsonl", GOOD)
     cmd = [sys.executable, "-m", "llmrec.cli", "ingest", "--home", str(base_cfg.home),
            "--data-dir", str(tmp_path / "s"), "--catalog", str(items)]
-    p = subprocess.Popen(cmd, stderr=subprocess.PIPE, text=True, env={**os.environ, "PYTHONUNBUFFERED": "1"})
+    # A shell starts background jobs with SIGINT ignored, and Python keeps an ignored SIGINT: give
+    # the command the terminal's default, as when a user runs it (CI may run this suite in the
+    # background).
+    p = subprocess.Popen(cmd, stderr=subprocess.PIPE, text=True, env={**os.environ, "PYTHONUNBUFFERED": "1"},
+                         preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     assert p.stderr.readline().startswith("llmrec config:")  # inside the command now
-    # Ctrl-C, pressed again each second as a user would: one interrupt was once lost (a clean-clone
-    # CI run on a loaded machine: the ingest finished and exited 0; the cause was not found).
-    for _ in range(60):
-        p.send_signal(signal.SIGINT)
-        try:
-            p.wait(timeout=1)
-            break
-        except subprocess.TimeoutExpired:
-            continue
+    p.send_signal(signal.SIGINT)
     err = p.stderr.read()
-    # 130 from our handler; -SIGINT when a second interrupt lands during interpreter shutdown,
-    # after the message was printed.
+    # 130 from our handler; seen too: -SIGINT after the message was printed (the interrupt also
+    # reached interpreter shutdown).
     assert p.wait(timeout=120) in (130, -signal.SIGINT)
     assert "Traceback" not in err and "interrupted" in err
