@@ -35,7 +35,7 @@ FILTER_MAX_PER_QUERY = 64
 # items, D <= 384) keep numpy's BLAS on the calling thread. That is slower back to back on an
 # idle machine (10k x 384, B = 1: 0.17 -> 0.29 ms a call) but skips waking BLAS's worker threads,
 # which waits for the cores whenever another thread pool (torch's, faiss's) has just run on them:
-# calls alternating with torch and faiss took 2.7 ms with two threads, 0.55 ms with one.
+# calls alternating with torch and faiss took 2.7 ms with two threads, 0.55-0.85 ms with one.
 SINGLE_THREAD_MACS = 2**22
 
 
