@@ -13,15 +13,21 @@ from tests.topk_cases import check, integer_data, mask_of, normal_data, random_e
 topk_module = importlib.import_module("llmrec.retrieval.topk")
 
 
-@pytest.fixture(params=["numpy", "numpy_no_filter", "numpy_threads", "torch"])
+@pytest.fixture(params=["numpy", "numpy_no_filter", "numpy_threads", "onednn", "torch"])
 def cpu_mode(request, monkeypatch):
     """Run a test through each CPU code path: the numpy path (threshold filter after the first
     chunk; test sizes keep BLAS on one thread), numpy with the filter off (every chunk fully
-    selected), numpy with BLAS's own threads, and the generic torch path (CUDA without triton)."""
+    selected), numpy's GEMM with BLAS's own threads, oneDNN's GEMM (what large calls with B >= 8
+    use), and the generic torch path (CUDA without triton)."""
     if request.param == "numpy_no_filter":
         monkeypatch.setattr(topk_cpu, "FILTER_MAX_PER_QUERY", -1)
     elif request.param == "numpy_threads":
         monkeypatch.setattr(topk_cpu, "SINGLE_THREAD_MACS", -1)
+        monkeypatch.setattr(topk_cpu, "USE_ONEDNN", False)
+    elif request.param == "onednn":
+        assert topk_cpu.onednn_available()  # the pinned CPU torch build has it
+        monkeypatch.setattr(topk_cpu, "SINGLE_THREAD_MACS", -1)
+        monkeypatch.setattr(topk_cpu, "ONEDNN_MIN_B", 1)
     elif request.param == "torch":
         monkeypatch.setattr(topk_module, "CPU_NUMPY", False)
     return request.param
