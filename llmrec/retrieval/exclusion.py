@@ -46,38 +46,60 @@ def normalize_exclude(exclude, n_queries: int, n_items: int, error=TopKError) ->
         n_queries: B. n_items: N.
         error: the exception class to raise.
     Raises:
-        error: wrong length or shape, or an index outside [0, N).
+        error: not one of those forms (e.g. a non-bool [B, N] array, a uint8 mask, scalars or None
+            in place of a collection), wrong length or shape, or an index outside [0, N).
     """
     B, N = n_queries, n_items
     if exclude is None:
         e = torch.zeros(0, dtype=torch.int64)
         return Exclusion(e, e, torch.zeros(B, dtype=torch.int64))
-    if isinstance(exclude, (torch.Tensor, np.ndarray)) and (
-        exclude.dtype in (torch.bool, np.bool_) or np.dtype(getattr(exclude, "dtype", "O")) == np.bool_
-    ):
-        mask = torch.as_tensor(exclude)
-        if tuple(mask.shape) != (B, N):
-            raise error(f"exclude mask must have shape ({B}, {N}), got {tuple(mask.shape)}")
-        rows, cols = mask.cpu().nonzero(as_tuple=True)
-    else:
-        if len(exclude) != B:
-            raise error(f"exclude has {len(exclude)} entries for {B} queries")
-        rows_l, cols_l = [], []
-        for b, e in enumerate(exclude):
+    shape = "None, a bool mask [B, N] or a sequence of B collections of item indices"
+    if isinstance(exclude, (torch.Tensor, np.ndarray)):
+        is_tensor = isinstance(exclude, torch.Tensor)
+        dtype = exclude.dtype
+        if dtype == (torch.bool if is_tensor else np.bool_):
+            mask = exclude if is_tensor else torch.from_numpy(np.ascontiguousarray(exclude))
+            if tuple(mask.shape) != (B, N):
+                raise error(f"exclude mask must have shape ({B}, {N}), got {tuple(mask.shape)}")
+            rows, cols = mask.cpu().nonzero(as_tuple=True)
+            return _sorted(rows, cols, B)
+        ragged = not is_tensor and dtype.kind == "O"  # an object array of index collections
+        if is_tensor:
+            integer, uint8 = not dtype.is_floating_point and not dtype.is_complex, dtype == torch.uint8
+        else:
+            integer, uint8 = dtype.kind in "iuO", dtype == np.uint8
+        if uint8 and tuple(exclude.shape) == (B, N):
+            raise error(f"exclude looks like a mask [B, N] but has dtype {dtype}: masks must be bool")
+        if not integer or exclude.ndim != (1 if ragged else 2):
+            raise error(f"exclude must be {shape}; got an array of dtype {dtype}, shape {tuple(exclude.shape)}")
+    try:
+        n = len(exclude)
+    except TypeError:
+        raise error(f"exclude must be {shape}; got {type(exclude).__name__}") from None
+    if n != B:
+        raise error(f"exclude has {n} entries for {B} queries")
+    rows_l, cols_l = [], []
+    for b, e in enumerate(exclude):
+        try:
             arr = e.detach().cpu().numpy() if isinstance(e, torch.Tensor) else np.asarray(
                 e if isinstance(e, np.ndarray) else list(e))
-            if arr.size and arr.dtype.kind not in "iu":
-                raise error(f"exclude[{b}] must hold integer item indices, got dtype {arr.dtype}")
-            c = torch.as_tensor(arr.astype(np.int64, copy=False)).reshape(-1)
-            if c.numel() and (int(c.min()) < 0 or int(c.max()) >= N):
-                raise error(f"exclude[{b}] holds an index outside [0, {N})")
-            c = torch.unique(c)
-            rows_l.append(torch.full_like(c, b))
-            cols_l.append(c)
-        if not rows_l:
-            rows_l, cols_l = [torch.zeros(0, dtype=torch.int64)], [torch.zeros(0, dtype=torch.int64)]
-        rows, cols = torch.cat(rows_l), torch.cat(cols_l)
+        except TypeError:
+            raise error(f"exclude[{b}] must be a collection of item indices, got {type(e).__name__}") from None
+        if arr.size and arr.dtype.kind not in "iu":
+            raise error(f"exclude[{b}] must hold integer item indices, got dtype {arr.dtype}")
+        c = torch.as_tensor(arr.astype(np.int64)).reshape(-1)
+        if c.numel() and (int(c.min()) < 0 or int(c.max()) >= N):
+            raise error(f"exclude[{b}] holds an index outside [0, {N})")
+        c = torch.unique(c)
+        rows_l.append(torch.full_like(c, b))
+        cols_l.append(c)
+    if not rows_l:
+        rows_l, cols_l = [torch.zeros(0, dtype=torch.int64)], [torch.zeros(0, dtype=torch.int64)]
+    return _sorted(torch.cat(rows_l), torch.cat(cols_l), B)
+
+
+def _sorted(rows: torch.Tensor, cols: torch.Tensor, n_queries: int) -> Exclusion:
     rows, cols = rows.to(torch.int64), cols.to(torch.int64)
-    order = torch.argsort(cols * B + rows)
+    order = torch.argsort(cols * n_queries + rows)
     rows, cols = rows[order], cols[order]
-    return Exclusion(rows, cols, torch.bincount(rows, minlength=B))
+    return Exclusion(rows, cols, torch.bincount(rows, minlength=n_queries))

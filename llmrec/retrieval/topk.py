@@ -9,6 +9,7 @@ the kernel, which on CPU tensors needs ``TRITON_INTERPRET=1`` (tests only).
 from __future__ import annotations
 
 import os
+import warnings
 
 import numpy as np
 import torch
@@ -23,8 +24,30 @@ BACKENDS = ("auto", "torch", "triton")
 CPU_NUMPY = True  # CPU items take the numpy path (tests set False to run the torch path on the CPU)
 
 
+def as_torch(x, name: str) -> torch.Tensor:
+    """A torch tensor viewing (or, where torch cannot view it, copying) ``x``: numpy arrays with
+    negative strides or non-native byte order are copied; read-only arrays are viewed (never
+    written). Raises TopKError for what torch cannot hold (e.g. longdouble, object, str)."""
+    if isinstance(x, torch.Tensor):
+        return x
+    try:
+        a = np.asarray(x)
+    except (TypeError, ValueError) as e:
+        raise TopKError(f"{name} cannot be read as an array ({type(x).__name__}): {e}") from None
+    try:
+        if not a.dtype.isnative or any(st < 0 for st in a.strides):
+            a = np.ascontiguousarray(a, dtype=a.dtype.newbyteorder("="))
+        with warnings.catch_warnings():  # read-only arrays: torch warns about writes we never do
+            warnings.simplefilter("ignore", UserWarning)
+            return torch.as_tensor(a)
+    except (TypeError, ValueError, RuntimeError) as e:
+        raise TopKError(f"{name} cannot be converted to a tensor (numpy dtype {a.dtype}): {e}") from None
+
+
 def _as_tensor(x, name: str) -> torch.Tensor:
-    t = x if isinstance(x, torch.Tensor) else torch.as_tensor(np.asarray(x))
+    t = as_torch(x, name)
+    if t.layout != torch.strided:
+        raise TopKError(f"{name} must be a dense tensor, got layout {t.layout}")
     if t.dim() != 2:
         raise TopKError(f"{name} must be 2-D, got shape {tuple(t.shape)}")
     if not torch.is_floating_point(t):
@@ -64,8 +87,9 @@ def topk(queries, items, k: int, exclude=None, *, backend: str = "auto", chunk: 
         (scores float32 [B, k], indices int64 [B, k]) on the items' device, best first; equal
         scores are ordered by the lower item index.
     Raises:
-        TopKError: wrong ranks or dtypes, mismatched D, B = 0, empty items, NaN/inf in the inputs
-            (or scores that overflow fp32), a bad ``exclude``, k out of range, unknown backend.
+        TopKError: wrong ranks, layouts or dtypes, mismatched D, B = 0, N = 0 or D = 0, NaN/inf in
+            the inputs (or scores that overflow fp32, excluded items included), a bad ``exclude``,
+            k out of range, a bad ``chunk``, unknown backend.
     """
     if backend not in BACKENDS:
         raise TopKError(f"backend must be one of {BACKENDS}, got {backend!r}")
@@ -79,6 +103,10 @@ def topk(queries, items, k: int, exclude=None, *, backend: str = "auto", chunk: 
         raise TopKError("queries is empty (B = 0)")
     if x.shape[1] != D:
         raise TopKError(f"queries have D={D} but items have D={x.shape[1]}")
+    if D == 0:
+        raise TopKError("queries and items have D = 0 (no dimensions to score)")
+    if chunk is not None and (isinstance(chunk, bool) or not isinstance(chunk, (int, np.integer)) or chunk < 1):
+        raise TopKError(f"chunk must be None or an integer >= 1, got {chunk!r}")
     if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or not 1 <= k <= MAX_K:
         raise TopKError(f"k must be an integer in [1, {MAX_K}], got {k!r}")
     k = int(k)
@@ -109,6 +137,6 @@ def topk(queries, items, k: int, exclude=None, *, backend: str = "auto", chunk: 
             raise _nonfinite_error(x, 0) from None
     chunked = topk_cpu if x.device.type == "cpu" and CPU_NUMPY else topk_chunked
     try:
-        return chunked(q, x, k, excl.to(x.device), chunk=chunk)
+        return chunked(q, x, k, excl.to(x.device), chunk=None if chunk is None else int(chunk))
     except NonFiniteScores as e:
         raise _nonfinite_error(x, e.start) from None

@@ -109,7 +109,9 @@ class _OneDNNScores:
 def onednn_available() -> bool:
     """True if this torch build has the oneDNN ops and they reproduce a small exact product."""
     try:
-        q, x = torch.tensor([[1.0, 2.0], [3.0, -1.0]]), torch.tensor([[2.0, 0.5], [-1.0, 4.0], [0.0, 1.0]])
+        f32 = torch.float32  # explicit: the probe must not follow torch.set_default_dtype
+        q = torch.tensor([[1.0, 2.0], [3.0, -1.0]], dtype=f32)
+        x = torch.tensor([[2.0, 0.5], [-1.0, 4.0], [0.0, 1.0]], dtype=f32)
         got = _OneDNNScores(q, 3)(x)
     except (AttributeError, RuntimeError, NotImplementedError):
         return False
@@ -240,7 +242,10 @@ def _scan(x: torch.Tensor, score, excl: Exclusion | None, chunk: int, run: _Runn
             raise NonFiniteScores(start)
         if cols is not None:
             lo, hi = np.searchsorted(cols, [start, stop])
-            t[cols[lo:hi] - start, rows[lo:hi]] = -np.inf
+            cell = (cols[lo:hi] - start, rows[lo:hi])
+            if not np.isfinite(t[cell]).all():  # +inf escapes the min check; excluded, never selected
+                raise NonFiniteScores(start)
+            t[cell] = -np.inf
         flat, first = None, not run.full
         if run.full:
             # Only scores above a query's k-th best can enter its top-k (an equal one has a higher

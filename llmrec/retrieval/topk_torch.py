@@ -93,7 +93,10 @@ def topk_chunked(q: torch.Tensor, x: torch.Tensor, k: int, excl: Exclusion,
         if bounds is not None:
             lo, hi = int(bounds[n]), int(bounds[n + 1])
             if hi > lo:
-                s[excl.rows[lo:hi], excl.cols[lo:hi] - start] = float("-inf")
+                cell = (excl.rows[lo:hi], excl.cols[lo:hi] - start)
+                if not bool(torch.isfinite(s[cell]).all()):  # +inf here would never be selected
+                    raise NonFiniteScores(start)
+                s[cell] = float("-inf")
         v, i = _chunk_topk(s, min(k, s.shape[1]))
         if bool((v[:, 0] == float("inf")).any()):
             raise NonFiniteScores(start)
