@@ -1,8 +1,9 @@
 """Exact inner-product top-k: ``llmrec.topk``. Retrieval goes through this function only.
 
 Dispatch: CUDA items -> the fused Triton kernel (``llmrec_kernels.topk_triton``); CPU items -> the
-exact chunked numpy BLAS path (``llmrec.retrieval.topk_cpu``); other devices (or CUDA without
-triton) -> the chunked torch path (``llmrec.retrieval.topk_torch``). ``backend="triton"`` forces
+exact chunked CPU path (``llmrec.retrieval.topk_cpu``: a oneDNN or OpenBLAS GEMM per chunk, then a
+threshold filter); other devices (or CUDA without triton) -> the chunked torch path
+(``llmrec.retrieval.topk_torch``). ``backend="triton"`` forces
 the kernel, which on CPU tensors needs ``TRITON_INTERPRET=1`` (tests only).
 """
 
@@ -24,7 +25,7 @@ BACKENDS = ("auto", "torch", "triton")
 CPU_NUMPY = True  # CPU items take the numpy path (tests set False to run the torch path on the CPU)
 
 
-def as_torch(x, name: str) -> torch.Tensor:
+def _to_torch(x, name: str) -> torch.Tensor:
     """A torch tensor viewing (or, where torch cannot view it, copying) ``x``: numpy arrays with
     negative strides or non-native byte order are copied; read-only arrays are viewed (never
     written). Raises TopKError for what torch cannot hold (e.g. longdouble, object, str)."""
@@ -45,7 +46,7 @@ def as_torch(x, name: str) -> torch.Tensor:
 
 
 def _as_tensor(x, name: str) -> torch.Tensor:
-    t = as_torch(x, name)
+    t = _to_torch(x, name)
     if t.layout != torch.strided:
         raise TopKError(f"{name} must be a dense tensor, got layout {t.layout}")
     if t.dim() != 2:
@@ -76,8 +77,8 @@ def topk(queries, items, k: int, exclude=None, *, backend: str = "auto", chunk: 
         k: 1 <= k <= 128 and k <= N - |exclude[b]| for every query b.
         exclude: None; a sequence of B collections of item indices never returned for that query
             (e.g. the user's history); or a bool mask [B, N] (True = never return).
-        backend: "auto" (Triton on CUDA, chunked BLAS otherwise), "torch" (the chunked BLAS path
-            on the items' device: numpy on the CPU, torch elsewhere) or "triton" (the fused
+        backend: "auto" (Triton on CUDA, chunked GEMM otherwise), "torch" (the chunked GEMM path
+            on the items' device: oneDNN/numpy on the CPU, torch elsewhere) or "triton" (the fused
             kernel; on CPU tensors only under ``TRITON_INTERPRET=1``).
         chunk: items per step of the chunked path (default: ``topk_cpu.cpu_chunk`` on the CPU,
             2**17 scores per chunk; ``topk_torch.default_chunk`` elsewhere); its memory is

@@ -1,13 +1,14 @@
-"""Exact chunked top-k on the CPU: numpy's BLAS GEMM per chunk of items, then a threshold filter.
+"""Exact chunked top-k on the CPU: a GEMM per chunk of items, then a threshold filter.
 
-Per chunk of items: scores [c, B] = one GEMM (the OpenBLAS in numpy's wheel: on this AMD machine
-it ran 1.2-4x faster than torch's MKL for these shapes) into one reused buffer, a finiteness
-check, exclusions set to -inf. Once every query holds k results, only the scores above its k-th
-best value can enter its top-k (an equal score loses: it has a higher index), so the chunk costs
-one comparison pass; the few scores above the thresholds are merged with a stable sort. The
-first chunk, and any chunk where many scores pass (e.g. scores that grow with the item index),
-takes an exact selection (``argpartition``) instead. Memory is O(B * (k + chunk)) (+ chunk * D
-for fp16/bf16 items converted to fp32), whatever N is: the [B, N] score matrix is never built.
+Per chunk of items: scores [c, B] = one GEMM (oneDNN's fp32 inner product for B >= 8 and large
+calls, numpy's OpenBLAS otherwise; see :class:`_OneDNNScores`), a finiteness check, exclusions set
+to -inf. Once every query holds k results, only the scores above its k-th best value can enter
+its top-k (an equal score loses: it has a higher index), so the chunk costs one comparison pass;
+the few scores above the thresholds are merged in batches with stable sorts. The first chunk's
+candidates are the scores at or above a one-pass lower bound (:func:`_group_bound`); a chunk
+where many scores pass (e.g. scores that grow with the item index) takes an exact selection
+(``argpartition``) instead. Memory is O(B * (k + chunk)) (+ chunk * D for fp16/bf16 items
+converted to fp32), whatever N is: the [B, N] score matrix is never built.
 """
 
 from __future__ import annotations
@@ -37,7 +38,7 @@ GROUPS_PER_K = 4
 # items, D <= 384) keep numpy's BLAS on the calling thread. That is slower back to back on an
 # idle machine (10k x 384, B = 1: 0.17 -> 0.29 ms a call) but skips waking BLAS's worker threads,
 # which waits for the cores whenever another thread pool (torch's, faiss's) has just run on them:
-# calls alternating with torch and faiss took 2.7 ms with two threads, 0.55-0.85 ms with one.
+# calls alternating with torch and faiss took 2.7 ms with two threads, 0.46-1.0 ms with one.
 SINGLE_THREAD_MACS = 2**22
 # Larger calls with at least this many queries score with oneDNN (see _OneDNNScores).
 ONEDNN_MIN_B = 8
