@@ -25,7 +25,7 @@ def path(request, monkeypatch):
         monkeypatch.setattr(topk_cpu, "SINGLE_THREAD_MACS", -1)
         monkeypatch.setattr(topk_cpu, "ONEDNN_MIN_B", 1)
     elif request.param == "torch":
-        monkeypatch.setattr(topk_module, "CPU_NUMPY", False)
+        monkeypatch.setattr(topk_module, "USE_CPU_PATH", False)
     return request.param
 
 

@@ -22,7 +22,7 @@ from llmrec.retrieval.topk_torch import NonFiniteScores, topk_chunked
 
 MAX_K = 128
 BACKENDS = ("auto", "torch", "triton")
-CPU_NUMPY = True  # CPU items take the numpy path (tests set False to run the torch path on the CPU)
+USE_CPU_PATH = True  # CPU items take topk_cpu (tests set False to run the torch path on the CPU)
 
 
 def _to_torch(x, name: str) -> torch.Tensor:
@@ -136,7 +136,7 @@ def topk(queries, items, k: int, exclude=None, *, backend: str = "auto", chunk: 
             return triton_topk(q, x, k, bits=None if excl.empty else excl.bitset(N, x.device))
         except NonFiniteScoresError:
             raise _nonfinite_error(x, 0) from None
-    chunked = topk_cpu if x.device.type == "cpu" and CPU_NUMPY else topk_chunked
+    chunked = topk_cpu if x.device.type == "cpu" and USE_CPU_PATH else topk_chunked
     try:
         return chunked(q, x, k, excl.to(x.device), chunk=None if chunk is None else int(chunk))
     except NonFiniteScores as e:
