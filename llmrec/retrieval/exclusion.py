@@ -53,7 +53,7 @@ def normalize_exclude(exclude, n_queries: int, n_items: int, error=TopKError) ->
     if exclude is None:
         e = torch.zeros(0, dtype=torch.int64)
         return Exclusion(e, e, torch.zeros(B, dtype=torch.int64))
-    shape = "None, a bool mask [B, N] or a sequence of B collections of item indices"
+    forms = "None, a bool mask [B, N] or a sequence of B collections of item indices"
     if isinstance(exclude, (torch.Tensor, np.ndarray)):
         is_tensor = isinstance(exclude, torch.Tensor)
         dtype = exclude.dtype
@@ -71,11 +71,11 @@ def normalize_exclude(exclude, n_queries: int, n_items: int, error=TopKError) ->
         if uint8 and tuple(exclude.shape) == (B, N):
             raise error(f"exclude looks like a mask [B, N] but has dtype {dtype}: masks must be bool")
         if not integer or exclude.ndim != (1 if ragged else 2):
-            raise error(f"exclude must be {shape}; got an array of dtype {dtype}, shape {tuple(exclude.shape)}")
+            raise error(f"exclude must be {forms}; got an array of dtype {dtype}, shape {tuple(exclude.shape)}")
     try:
         n = len(exclude)
     except TypeError:
-        raise error(f"exclude must be {shape}; got {type(exclude).__name__}") from None
+        raise error(f"exclude must be {forms}; got {type(exclude).__name__}") from None
     if n != B:
         raise error(f"exclude has {n} entries for {B} queries")
     rows_l, cols_l = [], []

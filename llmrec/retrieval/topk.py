@@ -15,10 +15,10 @@ import warnings
 import numpy as np
 import torch
 
-from llmrec.retrieval.errors import TopKError
+from llmrec.retrieval.errors import NonFiniteScores, TopKError
 from llmrec.retrieval.exclusion import normalize_exclude
 from llmrec.retrieval.topk_cpu import topk_cpu
-from llmrec.retrieval.topk_torch import NonFiniteScores, topk_chunked
+from llmrec.retrieval.topk_torch import topk_chunked
 
 MAX_K = 128
 BACKENDS = ("auto", "torch", "triton")

@@ -21,8 +21,9 @@ import numpy as np
 import torch
 from threadpoolctl import ThreadpoolController
 
+from llmrec.retrieval.errors import NonFiniteScores
 from llmrec.retrieval.exclusion import Exclusion
-from llmrec.retrieval.topk_torch import ITEM_BUDGET, NonFiniteScores
+from llmrec.retrieval.topk_torch import ITEM_BUDGET
 
 # Items per chunk (measured on 2 Zen 5 cores, N = 1M, D = 384, k = 20): one query is a GEMV that
 # runs fastest over long chunks; for B >= 2 chunks of about 2**17 scores (512 KiB, in L2) made the
@@ -199,18 +200,9 @@ class _Running:
 
 def topk_cpu(q: torch.Tensor, x: torch.Tensor, k: int, excl: Exclusion,
              chunk: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
-    """Exact top-k by inner product over CPU tensors, streaming the items in chunks.
-
-    Args:
-        q: float32 [B, D] queries. x: float [N, D] items (cast to fp32 chunk by chunk).
-        k: 1 <= k <= N - max excluded per query (checked by the caller).
-        excl: excluded (query, item) pairs sorted by item index (CPU tensors).
-        chunk: items per step (default :func:`cpu_chunk`).
-    Returns:
-        (scores float32 [B, k], indices int64 [B, k]) best first, ties broken by the lower index.
-    Raises:
-        NonFiniteScores: a chunk's scores hold NaN or inf (non-finite items, or overflow).
-    """
+    """Exact top-k by inner product over CPU tensors, streaming the items in chunks: the same
+    arguments, result and errors as :func:`llmrec.retrieval.topk_torch.topk_chunked` (``excl`` on
+    the CPU), with ``chunk`` defaulting to :func:`cpu_chunk`."""
     B, N = q.shape[0], x.shape[0]
     chunk = min(chunk or cpu_chunk(B, x.shape[1], x.dtype != torch.float32), N)
     run = _Running(B, k)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import torch
 
+from llmrec.retrieval.errors import NonFiniteScores
 from llmrec.retrieval.exclusion import Exclusion
 
 # Memory budgets (elements of fp32): the score buffer [B, chunk] and, for fp16/bf16 items, the fp32
@@ -26,14 +27,6 @@ def default_chunk(n_queries: int, dim: int = 0, converts: bool = False) -> int:
     if converts:
         c = min(c, ITEM_BUDGET // max(1, dim))
     return max(MIN_CHUNK, min(MAX_CHUNK, c))
-
-
-class NonFiniteScores(Exception):
-    """Raised with the first chunk start whose scores hold NaN or inf."""
-
-    def __init__(self, start: int):
-        super().__init__(start)
-        self.start = start
 
 
 def _chunk_topk(s: torch.Tensor, kk: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -111,4 +104,4 @@ def topk_chunked(q: torch.Tensor, x: torch.Tensor, k: int, excl: Exclusion,
     return best_v, best_i
 
 
-__all__ = ["NonFiniteScores", "default_chunk", "topk_chunked"]
+__all__ = ["default_chunk", "topk_chunked"]
