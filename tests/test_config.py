@@ -29,3 +29,15 @@ def test_threads_key():
     assert Config.load(env={"LLMREC_THREADS": "1"}).threads == 1
     with pytest.raises(ConfigError, match="threads"):
         Config.load(env={}, overrides={"threads": -2})
+
+
+def test_boolean_key_from_env_file_and_flag(tmp_path):
+    assert Config.load(env={"LLMREC_SASREC_BF16": "true"}).sasrec_bf16 is True
+    assert Config.load(env={"LLMREC_SASREC_BF16": "0"}).sasrec_bf16 is False
+    f = tmp_path / "c.yaml"
+    f.write_text("sasrec_bf16: yes\n")
+    assert Config.load(f, env={}).sasrec_bf16 is True
+    with pytest.raises(ConfigError, match="sasrec_bf16"):
+        Config.load(env={"LLMREC_SASREC_BF16": "maybe"})
+    with pytest.raises(ConfigError, match="sasrec_bf16"):
+        Config.load(env={}, overrides={"sasrec_bf16": 2})

@@ -14,7 +14,7 @@ import json
 import shutil
 import sys
 import time
-from dataclasses import asdict, fields
+from dataclasses import fields
 from pathlib import Path
 
 import numpy as np
@@ -83,7 +83,7 @@ def train_or_load_sasrec(cfg: Config, split: Split, seed: int) -> tuple[sasrec_m
     man_path = folder / "manifest.json"
     if man_path.exists():
         man = json.loads(man_path.read_text())
-        if man.get("fingerprint") == split.fingerprint() and man.get("params") == asdict(p):
+        if man.get("fingerprint") == split.fingerprint() and sasrec_mod.same_training(man, p):
             log(f"[sasrec] seed {seed}: reusing {folder}")
             return sasrec_mod.load_retriever(folder), man["train"]
     train = [split.train[u] for u in split.users]
