@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import time
 
@@ -27,7 +26,8 @@ def _config(args) -> Config:
 
 
 def _print_config(cfg: Config) -> None:
-    print("llmrec config: " + json.dumps(cfg.as_dict(), sort_keys=True), file=sys.stderr)
+    """One line on stderr: the non-default keys and their sources (the full config: ``Config.write``)."""
+    print(cfg.summary(), file=sys.stderr)
 
 
 def cmd_models_prepare(args) -> int:
@@ -62,6 +62,7 @@ def cmd_ingest(args) -> int:
           f"skipped {len(report.skipped)} bad line(s). The store {summary['store']} holds "
           f"{summary['items_in_store']} items and {summary['interactions_in_store']} interactions "
           f"(use it with --data-dir).")
+    cfg.write(cfg.store_dir() / "config.json")  # the full effective config, with its sources
     return 0
 
 

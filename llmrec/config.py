@@ -3,11 +3,16 @@
 Every setting of llmrec is a field of :class:`Config`, documented where it is defined.
 Precedence, lowest first: the defaults below, a YAML file (``--config FILE`` or
 ``LLMREC_CONFIG``), environment variables ``LLMREC_<FIELD>`` (upper case), then CLI flags.
+
+Each :class:`Config` also remembers where its values came from (:meth:`Config.sources`), outside
+the dataclass fields: :meth:`Config.summary` is the one line the commands print, and
+:meth:`Config.write` saves the full effective config with its sources as JSON.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import json
 import math
 import os
 import re
@@ -173,7 +178,61 @@ class Config:
         return {f.name: (str(v) if isinstance(v := getattr(self, f.name), Path) else v) for f in fields(self)}
 
     def replace(self, **changes: Any) -> Config:
-        return _coerce(dataclasses.replace(self, **{k: v for k, v in changes.items() if v is not None}))
+        """A copy with ``changes`` applied (``None`` values ignored), coerced and checked like :meth:`load`.
+
+        The sources are carried over; a key whose value the change alters gets the source ``"code"``.
+        """
+        new = _coerce(dataclasses.replace(self, **{k: v for k, v in changes.items() if v is not None}))
+        sources = self.sources()
+        sources.update({k: "code" for k in changes if changes[k] is not None and getattr(new, k) != getattr(self, k)})
+        new._sources = sources
+        return new
+
+    def sources(self) -> dict[str, str]:
+        """Where each key set by something other than the defaults got its value (latest setting wins).
+
+        ``"file PATH"`` (the YAML file), ``"env LLMREC_<KEY>"``, ``"flag"`` (the ``overrides`` of
+        :meth:`load`, i.e. CLI flags) or ``"code"`` (set by the program through :meth:`replace`, e.g.
+        ``data_dir`` derived from ``llmrec ingest --catalog``). Keys not listed have their default
+        unless the object was built or changed directly (then :meth:`summary` says ``code``).
+        """
+        return dict(getattr(self, "_sources", {}))
+
+    def non_default(self) -> dict[str, Any]:
+        """The keys whose value differs from the default, in field order. ``home`` and
+        ``ml_latest_small_dir`` are compared with their default computed now (from ``LLMREC_HOME``
+        and the checkout), so a value equal to it counts as default."""
+        out = {}
+        for f in fields(self):
+            default = f.default_factory() if f.default_factory is not dataclasses.MISSING else f.default
+            if getattr(self, f.name) != default:
+                out[f.name] = getattr(self, f.name)
+        return out
+
+    def summary(self) -> str:
+        """One short line: the non-default keys (sorted), each with its source; or ``all defaults``."""
+        changed = self.non_default()
+        if not changed:
+            return "llmrec config: all defaults"
+        sources = self.sources()
+        return "llmrec config (non-default): " + ", ".join(
+            f"{k}={_show(changed[k])} ({sources.get(k, 'code')})" for k in sorted(changed))
+
+    def write(self, path: str | os.PathLike) -> Path:
+        """Write the full effective config as JSON: every key (paths as strings) plus ``"sources"``,
+        the source of every key (``"default"`` for those not set). Returns the path.
+
+        ``Config.load(env={}, overrides={k: v for k, v in data.items() if k != "sources"})`` gives an
+        equal config.
+        """
+        path = Path(path)
+        sources = self.sources()
+        data = {**self.as_dict(), "sources": {f.name: sources.get(f.name, "default") for f in fields(self)}}
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(path.name + ".part")
+        tmp.write_text(json.dumps(data, indent=1) + "\n", encoding="utf-8")
+        tmp.replace(path)
+        return path
 
     @classmethod
     def load(
@@ -192,6 +251,7 @@ class Config:
         """
         env = {k: v for k, v in (os.environ if env is None else env).items() if v.strip()}
         values: dict[str, Any] = {}
+        sources: dict[str, str] = {}
         path = path or env.get("LLMREC_CONFIG")
         if path:
             try:
@@ -203,16 +263,31 @@ class Config:
             if not isinstance(loaded, dict):
                 raise ConfigError(f"config file {path} must hold a mapping of keys to values")
             values.update(loaded)
+            sources.update({str(k): f"file {path}" for k in loaded})
         names = {f.name for f in fields(cls)}
         for name in names:
             key = f"LLMREC_{name.upper()}"
             if key in env:
                 values[name] = env[key]
-        values.update({k: v for k, v in (overrides or {}).items() if v is not None})
+                sources[name] = f"env {key}"
+        flags = {k: v for k, v in (overrides or {}).items() if v is not None}
+        values.update(flags)
+        sources.update({k: "flag" for k in flags})
         unknown = sorted(str(k) for k in set(values) - names)
         if unknown:
             raise ConfigError(f"unknown config key(s): {', '.join(unknown)}; known: {', '.join(sorted(names))}")
-        return _coerce(cls(**values))
+        cfg = _coerce(cls(**values))
+        cfg._sources = sources
+        return cfg
+
+
+def _show(v: Any) -> str:
+    """A value as :meth:`Config.summary` prints it: paths as strings, lists comma-separated."""
+    if isinstance(v, bool):
+        return str(v).lower()
+    if isinstance(v, (list, tuple)):
+        return ",".join(map(str, v)) if v else "[]"
+    return "null" if v is None else str(v)
 
 
 _DEVICE = re.compile(r"auto|cpu|mps|(cuda|xpu)(:\d+)?")

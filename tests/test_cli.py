@@ -1,6 +1,7 @@
 import json
 
-from llmrec.cli import main
+from llmrec.cli import _print_config, main
+from llmrec.config import Config
 
 
 def _args(cfg):
@@ -16,7 +17,7 @@ def test_recommend_json(small_store, capsys):
 def test_recommend_table_and_unknown_user(small_store, capsys):
     assert main(["recommend", *_args(small_store), "--user", "5", "-k", "2", "--explain", "grounded"]) == 0
     out = capsys.readouterr()
-    assert "Recommendations for user 5" in out.out and "llmrec config:" in out.err
+    assert "Recommendations for user 5" in out.out and "llmrec config (non-default): " in out.err
     assert main(["recommend", *_args(small_store), "--user", "no-such-user"]) == 2
     assert "unknown user 'no-such-user'" in capsys.readouterr().err
 
@@ -29,7 +30,19 @@ def test_ingest_bad_catalog_reports_file_line(base_cfg, tmp_path, capsys):
     assert main(args) == 2
     assert f"{items}:2:" in capsys.readouterr().err
     assert not (tmp_path / "store" / "manifest.json").exists()
+    assert not (tmp_path / "store" / "config.json").exists()  # written only after a successful ingest
     assert main([*args, "--skip-bad"]) == 0
     out = capsys.readouterr()
     assert "skipped 1 bad line(s)" in out.out and f"skipped {items}:2:" in out.err
     assert "holds 2 items" in out.out
+    written = json.loads((tmp_path / "store" / "config.json").read_text())
+    assert written["data_dir"] == str(tmp_path / "store") and written["sources"]["data_dir"] == "flag"
+
+
+def test_print_config_is_one_short_line(tmp_path, capsys):
+    cfg = Config.load(env={"LLMREC_THREADS": "1"}, overrides={"dataset": "ml-latest-small", "home": tmp_path})
+    _print_config(cfg)
+    out = capsys.readouterr()
+    assert out.out == "" and out.err.count("\n") == 1 and "{" not in out.err
+    assert out.err == (f"llmrec config (non-default): dataset=ml-latest-small (flag), home={tmp_path} (flag), "
+                       "threads=1 (env LLMREC_THREADS)\n")

@@ -41,3 +41,53 @@ def test_boolean_key_from_env_file_and_flag(tmp_path):
         Config.load(env={"LLMREC_SASREC_BF16": "maybe"})
     with pytest.raises(ConfigError, match="sasrec_bf16"):
         Config.load(env={}, overrides={"sasrec_bf16": 2})
+
+
+def test_summary_lists_non_default_keys_with_sources(tmp_path):
+    f = tmp_path / "c.yaml"
+    f.write_text("dataset: ml-latest-small\ncandidates: 20\nk: 4\n")  # candidates: the default value
+    cfg = Config.load(f, env={"LLMREC_THREADS": "1", "LLMREC_K": "6"}, overrides={"k": 5, "llm": None})
+    assert cfg.summary() == (f"llmrec config (non-default): dataset=ml-latest-small (file {f}), k=5 (flag), "
+                             "threads=1 (env LLMREC_THREADS)")
+    assert set(cfg.non_default()) == {"dataset", "k", "threads"}
+    assert cfg.sources()["candidates"] == f"file {f}" and "llm" not in cfg.sources()
+    assert "{" not in cfg.summary()
+
+
+def test_summary_all_defaults_and_computed_defaults():
+    cfg = Config.load(env={})
+    assert cfg.summary() == "llmrec config: all defaults" and cfg.non_default() == {}
+    # home and ml_latest_small_dir equal to their computed default count as default
+    same = Config.load(env={}, overrides={"home": str(cfg.home), "ml_latest_small_dir": cfg.ml_latest_small_dir})
+    assert same.summary() == "llmrec config: all defaults"
+    other = Config.load(env={}, overrides={"home": "/tmp/llmrec-x", "eval_systems": "most-popular,item-knn"})
+    assert other.summary() == ("llmrec config (non-default): eval_systems=most-popular,item-knn (flag), "
+                               "home=/tmp/llmrec-x (flag)")
+
+
+def test_write_round_trips(tmp_path):
+    import json
+
+    f = tmp_path / "c.yaml"
+    f.write_text("dataset: ml-latest-small\nsasrec_seeds: [3, 4]\nsasrec_bf16: true\n")
+    cfg = Config.load(f, env={"LLMREC_RECENCY_HALF_LIFE": "2.5"},
+                      overrides={"data_dir": tmp_path / "store", "k": 3})
+    path = cfg.write(tmp_path / "out" / "config.json")
+    data = json.loads(path.read_text())
+    assert data["sources"]["dataset"] == f"file {f}" and data["sources"]["k"] == "flag"
+    assert data["sources"]["recency_half_life"] == "env LLMREC_RECENCY_HALF_LIFE"
+    assert data["sources"]["seed"] == "default" and set(data["sources"]) == set(cfg.as_dict())
+    assert data["data_dir"] == str(tmp_path / "store")
+    back = Config.load(env={}, overrides={k: v for k, v in data.items() if k != "sources"})
+    assert back == cfg and back.as_dict() == cfg.as_dict()
+
+
+def test_replace_keeps_sources(tmp_path):
+    cfg = Config.load(env={"LLMREC_THREADS": "1"}, overrides={"k": 5})
+    new = cfg.replace(data_dir=tmp_path / "d", k=5, dataset=None)
+    assert new.sources() == {"threads": "env LLMREC_THREADS", "k": "flag", "data_dir": "code"}
+    assert new.summary() == f"llmrec config (non-default): data_dir={tmp_path / 'd'} (code), k=5 (flag), " \
+                            "threads=1 (env LLMREC_THREADS)"
+    assert cfg.sources() == {"threads": "env LLMREC_THREADS", "k": "flag"}  # the original is unchanged
+    assert "_sources" not in new.as_dict() and new == cfg.replace(data_dir=tmp_path / "d")
+    assert Config().summary() == "llmrec config: all defaults" and Config(k=3).summary().endswith("k=3 (code)")

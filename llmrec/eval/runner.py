@@ -153,7 +153,7 @@ def run(cfg: Config, out: str | Path, fresh: bool = False, config_name: str = ""
         shutil.rmtree(out)
     parts = out / "parts"
     parts.mkdir(parents=True, exist_ok=True)
-    log("[eval] config: " + json.dumps(cfg.as_dict(), default=str))
+    log(f"[eval] {cfg.summary()}; full config: {cfg.write(out / 'config.json')}")
     t0 = time.time()
     split = load_split(cfg)
     users = list(split.users)
