@@ -104,8 +104,10 @@ class Config:
     eval_systems: list[str] = field(
         default_factory=lambda: ["most-popular", "item-knn", "text-embedding", "sasrec"])
     """Systems evaluated, in report order: ``most-popular``, ``item-knn``, ``text-embedding``,
-    ``sasrec`` (the trained retriever: each of ``sasrec_seeds``, and the seed with the best
-    validation NDCG@10 as ``sasrec``), ``sasrec-ensemble`` (sum of the scores of all seeds)."""
+    ``ease`` (Steck 2019; L2 strength and recency chosen on validation), ``sasrec`` (the trained
+    retriever: each of ``sasrec_seeds``, and the seed with the best validation NDCG@10 as
+    ``sasrec``), ``sasrec-ensemble`` (sum of the scores of all seeds), ``fusion`` (``eval_fusion``'s
+    members, weighted on validation)."""
     eval_protocols: list[str] = field(default_factory=lambda: ["full", "sampled"])
     """``full``: full ranking, leave-one-out (LlamaRec); ``sampled``: target + negatives (LLaRA)."""
     eval_stage: str = "test"
@@ -124,13 +126,20 @@ class Config:
     """The system whose top candidates the ranker reorders."""
     eval_out: str | None = None
     """Output folder of ``llmrec eval``. Default: ``{home}/eval/{config file stem}``."""
+    eval_reference: str = "sasrec-ensemble"
+    """The system every other one is compared with by a paired bootstrap of the per-user difference."""
+    eval_fusion: list[str] = field(default_factory=lambda: ["sasrec-ensemble", "ease", "item-knn"])
+    """Members of the ``fusion`` system: standardised scores summed with weights chosen on validation."""
     knn_neighbors: int = 100
-    """item-kNN: most similar items kept per item."""
+    """item-kNN (the harness baseline and ``recommend``'s retriever without a trained one): most
+    similar items kept per item."""
 
     # --- trained retriever (SASRec, ``llmrec.retrieval.sasrec``) -----------------------
     retriever_dir: Path | None = None
-    """Folder of the trained retriever (``sasrec.pt`` + ``manifest.json``).
-    Default: ``{home}/retrievers/{dataset}``; the Recommender uses it when it exists."""
+    """Folder of the store's trained retriever, written by ``llmrec train-retriever`` (``manifest.json``
+    + ``seed{N}/``). Default: ``{data_dir}/retriever``. ``recommend`` uses it when it exists, else
+    item-kNN over the stored interactions. (``llmrec eval`` keeps its own models under
+    ``{home}/retrievers/{dataset}``.)"""
     sasrec_seeds: list[int] = field(default_factory=lambda: [0, 1, 2])
     """Seeds trained; the seed with the best VALIDATION NDCG@10 becomes the retriever."""
     sasrec_max_len: int = 200
@@ -165,8 +174,8 @@ class Config:
         return Path(self.data_dir) if self.data_dir else Path(self.home) / "data" / self.dataset
 
     def retriever_path(self) -> Path:
-        """Folder of the trained retriever of the configured dataset (``sasrec.pt`` + ``manifest.json``)."""
-        return Path(self.retriever_dir) if self.retriever_dir else Path(self.home) / "retrievers" / self.dataset
+        """Folder of the store's trained retriever: ``retriever_dir``, else ``{store_dir}/retriever``."""
+        return Path(self.retriever_dir) if self.retriever_dir else self.store_dir() / "retriever"
 
     def models_dir(self) -> Path:
         return Path(self.home) / "models"

@@ -54,3 +54,7 @@ class ModelError(LLMRecError, RuntimeError):
 
 class PromptTooLongError(ModelError):
     """A prompt does not fit the LLM's context window (checked before any forward pass)."""
+
+
+class StaleRetrieverWarning(UserWarning):
+    """The trained retriever was trained on other interactions than the store now holds."""

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import math
 import operator
+import warnings
 from collections import Counter
 from dataclasses import asdict, dataclass, field
 
@@ -12,10 +13,19 @@ import numpy as np
 
 from llmrec.config import Config
 from llmrec.data.types import Item, histories
-from llmrec.errors import PromptTooLongError, RequestError, StoreError, UnknownItemError, UnknownUserError
+from llmrec.errors import (
+    ModelError,
+    PromptTooLongError,
+    RequestError,
+    StaleRetrieverWarning,
+    StoreError,
+    UnknownItemError,
+    UnknownUserError,
+)
 from llmrec.ingest import INTERACTIONS_FILE, item_from_metadata, read_interactions
 from llmrec.rank.explain import cite, explain
 from llmrec.rank.verbalizer import verbalizer_rank
+from llmrec.retrieval.knn import top_scored
 from llmrec.retrieval.topk import MAX_K, topk
 from llmrec.retrieval.user_state import recency_weighted
 
@@ -38,8 +48,10 @@ class Recommendation:
 
 @dataclass
 class Recommendations:
-    """``retriever``: which retriever found the candidates (``sasrec``, ``sasrec-ensemble``,
-    ``text``), or ``popularity`` for a cold-start answer."""
+    """``retriever``: which retriever found the candidates: ``sasrec`` or ``sasrec-ensemble`` (trained
+    by ``llmrec train-retriever``), ``item-knn`` (the default without one), ``+text`` appended when
+    content similarity filled slots the collaborative retriever could not, ``text`` when no history
+    item has interactions (content only), or ``popularity`` for a cold-start answer."""
 
     user: str | None
     items: list[Recommendation]
@@ -76,25 +88,47 @@ class Recommender:
         pop = Counter(x.item for x in interactions if x.item in self.index)
         self.popularity = np.array([pop.get(i, 0) for i in ids], dtype=np.int64)
         self._backend = None
-        self._load_retriever()
+        self._load_retriever(interactions)
 
-    def _load_retriever(self) -> None:
-        """The trained sequential retriever at ``cfg.retriever_path()`` when one exists (the
-        seed ensemble when ``ensemble.json`` is there), restricted to the items in the store."""
-        from llmrec.retrieval import sasrec
+    def _load_retriever(self, interactions) -> None:
+        """The trained retriever at ``cfg.retriever_path()`` (written by ``llmrec train-retriever``)
+        when there is one, else item-kNN over the stored interactions (fitted here, cached in the
+        store as ``item-knn.npz``). Warns (:class:`StaleRetrieverWarning`) when the store's
+        interactions are no longer those the trained retriever saw.
 
-        self.retriever, self.retriever_name = None, "text"
+        Raises:
+            ModelError: the trained retriever shares no item id with the store (another catalog's),
+                or its files are unreadable.
+        """
+        from llmrec.retrieval.knn import fit_for_store
+        from llmrec.retrieval.store_data import store_sequences
+        from llmrec.retrieval.train import load_trained
+
+        self.data = store_sequences(interactions, self.ids)
         folder = self.cfg.retriever_path()
-        if (folder / "ensemble.json").exists():
-            self.retriever, self.retriever_name = sasrec.load_ensemble(folder), "sasrec-ensemble"
-        elif (folder / "sasrec.pt").exists():
-            self.retriever, self.retriever_name = sasrec.load_retriever(folder), "sasrec"
-        else:
+        loaded = load_trained(folder)
+        if loaded is None:
+            self.retriever, self.retriever_name, self.manifest = None, "item-knn", {}
+            self.knn = fit_for_store(self.cfg.store_dir(), self.data, self.cfg.knn_neighbors)
+            self._r_rows = np.array([self.index[i] for i in self.data.item_ids], dtype=np.int64)
+            self._r_pos = {r: p for p, r in enumerate(self._r_rows.tolist())}
             return
+        self.retriever, self.manifest = loaded
+        self.retriever_name = self.manifest.get("kind", "sasrec")
         keep = [(n, self.index[i]) for n, i in enumerate(self.retriever.item_ids) if i in self.index]
         if not keep:
-            self.retriever, self.retriever_name = None, "text"
-            return
+            origin = self.manifest.get("store") or self.manifest.get("dataset") or "another catalog"
+            raise ModelError(f"the trained retriever in {folder} (trained on {origin}, "
+                             f"{len(self.retriever.item_ids)} items) shares no item id with the store "
+                             f"{self.cfg.store_dir()}: train one for this store with `llmrec train-retriever"
+                             f" --data-dir {self.cfg.store_dir()}`, or set retriever_dir to its folder")
+        if self.manifest.get("fingerprint") != self.data.fingerprint:
+            warnings.warn(StaleRetrieverWarning(
+                f"the trained retriever in {folder} was trained on other interactions than the store "
+                f"{self.cfg.store_dir()} now holds ({self.manifest.get('n_interactions', '?')} then, "
+                f"{self.data.n_interactions} now): it still works, items it does not know fall back to "
+                f"content similarity; retrain with `llmrec train-retriever --data-dir {self.cfg.store_dir()}`"),
+                stacklevel=3)
         self._r_rows = np.array([r for _, r in keep], dtype=np.int64)  # retriever position -> store row
         self._r_pos = {r: p for p, r in enumerate(self._r_rows.tolist())}  # store row -> position
         self._r_items = self.retriever.item_vectors()[[n for n, _ in keep]]
@@ -146,22 +180,36 @@ class Recommender:
         return rows, scores
 
     def _retrieve(self, history: list[str], n: int) -> tuple[np.ndarray, np.ndarray, str]:
-        """The trained retriever when it knows an item of the history, else the content (text)
-        retriever: a recency-weighted mean of the history's text vectors. Both through llmrec.topk."""
+        """Collaborative candidates (the trained retriever, else item-kNN) from the history items it
+        knows; content (text-vector) candidates fill what it cannot give (no known history item, or
+        fewer than ``n`` items it can score). Returns (store rows, scores, retriever name):
+        ``sasrec``/``sasrec-ensemble``/``item-knn``, ``+text`` when content filled some slots,
+        ``text`` when only content was used."""
         rows = [self.index[i] for i in history]
-        n = min(n, MAX_K)
-        if self.retriever is not None and any(r in self._r_pos for r in rows):
-            user = self.retriever.user_vectors([list(history)])
-            excl = {self._r_pos[r] for r in rows if r in self._r_pos}
-            m = min(n, len(self._r_rows) - len(excl))
-            if m >= 1:
-                scores, idx = topk(user, self._r_items, m, exclude=[excl])
-                return self._r_rows[idx[0].numpy()], scores[0].numpy(), self.retriever_name
+        seen = set(rows)
+        n = min(n, MAX_K, len(self.ids) - len(seen))
+        known = [self._r_pos[r] for r in rows if r in self._r_pos]
+        got_rows, got_scores, name = np.zeros(0, np.int64), np.zeros(0, np.float32), "text"
+        if known:
+            excl = sorted(set(known))
+            if self.retriever is not None:
+                m = min(n, len(self._r_rows) - len(excl))
+                if m >= 1:
+                    user = self.retriever.user_vectors([list(history)])
+                    scores, idx = topk(user, self._r_items, m, exclude=[excl])
+                    got_rows, got_scores = self._r_rows[idx[0].numpy()], scores[0].numpy()
+            else:
+                idx, sc = top_scored(self.knn.scores([known])[0], n, excl)
+                got_rows, got_scores = self._r_rows[idx], sc
+            name = self.retriever_name
+        if len(got_rows) >= n:
+            return got_rows[:n], got_scores[:n], name
         recent = rows[-self.cfg.history_max:]
         user = recency_weighted(self.vectors[recent], self.cfg.recency_half_life)
-        n = min(n, len(self.ids) - len(set(rows)))
-        scores, idx = topk(user[None], self.vectors, n, exclude=[set(rows)])
-        return idx[0].numpy(), scores[0].numpy(), "text"
+        taken = seen | set(got_rows.tolist())
+        scores, idx = topk(user[None], self.vectors, n - len(got_rows), exclude=[taken])
+        name = "text" if not len(got_rows) else f"{name}+text"
+        return (np.concatenate([got_rows, idx[0].numpy()]), np.concatenate([got_scores, scores[0].numpy()]), name)
 
     def recommend(self, user_id=None, k: int | None = None, history: list | None = None) -> Recommendations:
         """Top-``k`` items for a stored user, or for an explicit ``history`` of item ids (oldest first).

@@ -170,6 +170,14 @@ class ItemStore:
             out.update({i: m or {} for i, m in zip(got["ids"], got["metadatas"], strict=True)})
         return out
 
+    def ids(self) -> list[str]:
+        """All item ids, in the order of :meth:`matrix`."""
+        n, ids = self.count(), []
+        step = max(1, int(self.client.get_max_batch_size()))
+        for off in range(0, n, step):
+            ids += self.collection.get(limit=step, offset=off, include=[])["ids"]
+        return sorted(ids, key=item_key)
+
     def matrix(self) -> tuple[list[str], np.ndarray, list[dict]]:
         """All items: (ids [N], float32 [N, d], metadatas [N]), in a stable id order."""
         n = self.count()

@@ -19,9 +19,9 @@ SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 @pytest.fixture(scope="session")
 def base_cfg(tmp_path_factory) -> Config:
     # Models and downloads from the real home (prepared once); stores in a temporary folder.
-    # No trained retriever unless a test trains one: the text retriever, the same on every machine.
-    return Config.load(env={}, overrides={"data_dir": tmp_path_factory.mktemp("store"), "explain": "grounded",
-                                          "retriever_dir": tmp_path_factory.mktemp("no_retriever")})
+    # No trained retriever unless a test trains one (it lives in the store, {data_dir}/retriever):
+    # item-kNN over the store, the same on every machine.
+    return Config.load(env={}, overrides={"data_dir": tmp_path_factory.mktemp("store"), "explain": "grounded"})
 
 
 @pytest.fixture(scope="session")

@@ -1,47 +1,145 @@
-"""The Recommender uses the trained sequential retriever when one exists."""
+"""The store's retriever: item-kNN by default, `llmrec train-retriever`, staleness, foreign retrievers."""
+
+import json
+import shutil
+import warnings
 
 import numpy as np
 import pytest
 
+from llmrec.cli import main
+from llmrec.data.types import Dataset, Interaction, Item
+from llmrec.errors import ModelError, StaleRetrieverWarning
+from llmrec.ingest import ingest
 from llmrec.recommender import Recommender
-from llmrec.retrieval import sasrec
+from llmrec.retrieval.knn import top_scored
 from llmrec.retrieval.topk import topk
+from llmrec.retrieval.train import load_trained, train_retriever
+
+TINY = {"sasrec_max_len": 20, "sasrec_dim": 16, "sasrec_blocks": 1, "sasrec_heads": 1, "sasrec_max_epochs": 2,
+        "sasrec_patience": 1}
+NEW_ITEMS = [Item("new-1", "A Brand New Film About Boxing", "Genres: Drama."),
+             Item("new-2", "Another Unseen Comedy", "Genres: Comedy.")]
+
+
+def _copy(cfg, tmp_path, name):
+    d = tmp_path / name
+    shutil.copytree(cfg.store_dir(), d)
+    return cfg.replace(data_dir=d)  # its retriever: the store's own folder, {data_dir}/retriever
 
 
 @pytest.fixture(scope="module")
-def trained(small_store, small_ml100k, tmp_path_factory):
-    """A small real SASRec trained on the small store's histories (all but each user's last item)."""
-    hist = small_ml100k.histories()
-    item_ids = [it.id for it in small_ml100k.items]
-    pos = {i: n for n, i in enumerate(item_ids)}
-    seqs = [[pos[i] for i in h] for h in hist.values() if len(h) >= 3]
-    train = [s[:-1] for s in seqs]
-    params = sasrec.SASRecParams(max_len=20, dim=16, blocks=1, heads=1, max_epochs=2, patience=1, bf16=False)
-    model, _ = sasrec.train_sasrec(train, train, [s[-1] for s in seqs], len(item_ids), params, seed=0,
-                                   log=lambda *_: None)
-    folder = tmp_path_factory.mktemp("retriever")
-    sasrec.save(model, item_ids, folder, {"dataset": "ml-100k-small"})
-    return small_store.replace(retriever_dir=folder)
+def store_with_new_items(small_store, tmp_path_factory):
+    """The small store plus two items nobody has interacted with."""
+    cfg = _copy(small_store, tmp_path_factory.mktemp("plus"), "store")
+    ingest(cfg, Dataset("extra", NEW_ITEMS, []), log=lambda *_: None)
+    return cfg
 
 
-def test_recommender_uses_the_trained_retriever(trained):
-    rec = Recommender.load(config=trained)
-    assert rec.retriever_name == "sasrec"
+@pytest.fixture(scope="module")
+def trained(store_with_new_items, tmp_path_factory):
+    cfg = _copy(store_with_new_items, tmp_path_factory.mktemp("trained"), "store").replace(
+        sasrec_seeds=[0, 1], **TINY)
+    logs = []
+    man = train_retriever(cfg, log=logs.append)
+    return cfg, man, logs
+
+
+def test_item_knn_is_the_default_and_content_covers_what_it_cannot(store_with_new_items):
+    rec = Recommender.load(config=store_with_new_items)
+    assert rec.retriever is None and rec.retriever_name == "item-knn"
+    assert "new-1" not in rec.data.item_ids  # no interactions: not a collaborative item
     hist = rec.histories["1"]
     rows, scores = rec.candidates(hist, 20)
-    # Same as scoring directly with the saved model's vectors, history masked.
-    r = sasrec.load_retriever(trained.retriever_path())
-    s, idx = topk(r.user_vectors([hist]), r.item_vectors(), 20, exclude=r.exclude([hist]))
-    assert [rec.ids[x] for x in rows] == [r.item_ids[i] for i in idx[0].tolist()]
+    # the same as scoring with the fitted kNN directly, history masked
+    known = [rec.data.item_ids.index(i) for i in hist]
+    idx, sc = top_scored(rec.knn.scores([known])[0], 20, known)
+    assert [rec.ids[r] for r in rows] == [rec.data.item_ids[i] for i in idx]
+    np.testing.assert_allclose(scores, sc)
+    assert rec.recommend(user_id="1", k=5).retriever == "item-knn"
+    # a history made only of items without interactions: content similarity, said so
+    res = rec.recommend(history=["new-1"], k=3)
+    assert res.retriever == "text" and "new-1" not in {r.item_id for r in res.items}
+    assert (store_with_new_items.store_dir() / "item-knn.npz").exists()
+
+
+def test_knn_fills_with_content_when_it_runs_out(store_with_new_items):
+    rec = Recommender.load(config=store_with_new_items.replace(knn_neighbors=3))  # few neighbours: few scores
+    user = min(rec.histories, key=lambda u: (len(rec.histories[u]), u))  # the shortest history
+    hist = rec.histories[user]
+    known = [rec.data.item_ids.index(i) for i in hist]
+    positive = int((np.delete(rec.knn.scores([known])[0], known) > 0).sum())
+    n = positive + 5
+    assert n <= 128 and n <= len(rec.ids) - len(hist)  # the case this test is about
+    rows, _, name = rec._retrieve(hist, n)
+    assert name == "item-knn+text" and len(set(rows.tolist())) == len(rows) == n
+    assert not {rec.ids[r] for r in rows} & set(hist)
+
+
+def test_train_retriever_writes_a_manifest_and_recommend_uses_it(trained):
+    cfg, man, logs = trained
+    folder = cfg.retriever_path()
+    assert folder == cfg.store_dir() / "retriever"
+    on_disk = json.loads((folder / "manifest.json").read_text())
+    assert on_disk == man
+    assert man["kind"] in ("sasrec", "sasrec-ensemble") and man["chosen"] in man["valid_ndcg10"]
+    assert set(man["valid_ndcg10"]) == {"sasrec[seed=0]", "sasrec[seed=1]", "sasrec-ensemble"}
+    assert man["valid_ndcg10"][man["chosen"]] == max(man["valid_ndcg10"].values())
+    assert man["n_interactions"] > 0 and len(man["fingerprint"]) == 16 and man["train_seconds"] > 0
+    assert "new-1" not in man["item_ids"] and man["params"]["sasrec_dim"] == 16
+    assert all(s["epochs"] <= 2 and not s["cap_hit"] and s["stopped"] for s in man["seeds"])
+    retr, _ = load_trained(folder)
+    rec = Recommender.load(config=cfg)
+    assert rec.retriever_name == man["kind"]
+    hist = rec.histories["1"]
+    rows, scores = rec.candidates(hist, 20)
+    s, idx = topk(retr.user_vectors([hist]), retr.item_vectors(), 20, exclude=retr.exclude([hist]))
+    assert [rec.ids[x] for x in rows] == [retr.item_ids[i] for i in idx[0].tolist()]
     np.testing.assert_allclose(scores, s[0].numpy(), rtol=1e-5)
-    assert not {rec.ids[x] for x in rows} & set(hist)
     res = rec.recommend(user_id="1", k=5)
-    assert res.retriever == "sasrec" and len(res.items) == 5
-    assert not {x.item_id for x in res.items} & set(hist)
+    assert res.retriever == man["kind"] and not {x.item_id for x in res.items} & set(hist)
+    # a second run reuses both seeds instead of training again
+    again = []
+    train_retriever(cfg, log=again.append)
+    assert sum("reusing" in m for m in again) == 2 and not any("epoch" in m for m in again)
 
 
-def test_text_retriever_without_a_trained_one(small_store, tmp_path):
-    rec = Recommender.load(config=small_store.replace(retriever_dir=tmp_path / "none"))
-    assert rec.retriever is None
-    assert rec.recommend(user_id="1", k=3).retriever == "text"
-    assert rec.recommend(history=[], k=3).retriever == "popularity"
+def test_new_interactions_make_the_retriever_stale_but_it_still_recommends(trained, tmp_path):
+    cfg = _copy(trained[0], tmp_path, "store")
+    cfg = cfg.replace(retriever_dir=trained[0].retriever_path())
+    ingest(cfg, Dataset("more", [], [Interaction("new-user", "new-1", 1.0), Interaction("new-user", "1", 2.0),
+                                     Interaction("new-user", "new-2", 3.0)]), log=lambda *_: None)
+    with pytest.warns(StaleRetrieverWarning, match="train-retriever"):
+        rec = Recommender.load(config=cfg)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # warned once, at load: recommending does not warn again
+        res = rec.recommend(user_id="new-user", k=4)
+        assert res.retriever == trained[1]["kind"] and len(res.items) == 4
+        # items the retriever does not know: the history of only those falls back to content
+        assert rec.recommend(history=["new-2"], k=3).retriever == "text"
+
+
+def test_a_retriever_of_another_catalog_is_refused(trained, base_cfg, tmp_path):
+    other = base_cfg.replace(data_dir=tmp_path / "other")
+    ingest(other, Dataset("other", [Item("x1", "Zebra Documentary"), Item("x2", "Harbour Lights")],
+                          [Interaction("u", "x1", 1.0), Interaction("u", "x2", 2.0)]), log=lambda *_: None)
+    with pytest.raises(ModelError) as e:
+        Recommender.load(config=other.replace(retriever_dir=trained[0].retriever_path()))
+    msg = str(e.value)
+    assert str(trained[0].retriever_path()) in msg and str(tmp_path / "other") in msg
+    assert str(trained[0].store_dir()) in msg  # where it was trained
+
+
+def test_cli_train_retriever_and_the_table_names_the_retriever(store_with_new_items, tmp_path, capsys):
+    cfg = _copy(store_with_new_items, tmp_path, "store")
+    conf = tmp_path / "tiny.yaml"
+    conf.write_text("".join(f"{k}: {v}\n" for k, v in TINY.items()))
+    args = ["--home", str(cfg.home), "--data-dir", str(cfg.store_dir())]
+    assert main(["train-retriever", *args, "--config", str(conf), "--seeds", "3"]) == 0
+    out = capsys.readouterr()
+    assert "trained sasrec[seed=3]" in out.out and "[sasrec seed 3] epoch" in out.err
+    assert (cfg.store_dir() / "retriever" / "seed3" / "sasrec.pt").exists()
+    assert main(["recommend", *args, "--user", "5", "-k", "2"]) == 0
+    assert "(candidates from sasrec)" in capsys.readouterr().out
+    assert main(["train-retriever", *args, "--seeds", "a,b"]) == 2
+    assert "--seeds" in capsys.readouterr().err

@@ -18,18 +18,9 @@ from pathlib import Path
 import numpy as np
 
 from llmrec.data.splits import Split
+from llmrec.retrieval.knn import HALF_LIVES, ItemKNN, recency_weights
 
-HALF_LIVES = (0.0, 20.0, 5.0, 2.0, 1.0)
-"""Recency half-lives (in items) tried on validation; 0 = all history items weigh the same."""
-
-
-def recency_weights(n: int, half_life: float) -> np.ndarray:
-    """float64 [n]: weight of each of the n history items (oldest first); the newest weighs 1 and a
-    weight halves every ``half_life`` items back; ``half_life`` 0 gives all ones."""
-    if half_life <= 0:
-        return np.ones(n)
-    return 0.5 ** (np.arange(n - 1, -1, -1) / half_life)
-
+__all__ = ["ItemKNN", "MostPopular", "TextEmbedding", "select_half_life", "recency_weights", "HALF_LIVES"]
 
 class MostPopular:
     """Ranks items by their number of training interactions (same list for every user)."""
@@ -47,47 +38,6 @@ class MostPopular:
 
     def item_vectors(self) -> np.ndarray:
         return self.counts[:, None].copy()
-
-
-class ItemKNN:
-    """Item-based kNN (Sarwar et al., WWW 2001; Deshpande & Karypis, TOIS 2004).
-
-    Cosine similarity between items' binary user columns of the training matrix, the ``neighbors``
-    most similar items kept per item; a user's score for item j is sum over history items h of
-    w_h * sim(h, j), with recency weights w (half-life selected on validation)."""
-
-    name = "item-knn"
-
-    def __init__(self, neighbors: int = 100, half_life: float | None = None):
-        self.neighbors, self.half_life = neighbors, half_life
-
-    def fit(self, split: Split) -> ItemKNN:
-        N = split.n_items
-        X = np.zeros((len(split.users), N), dtype=np.float32)
-        for r, u in enumerate(split.users):
-            X[r, split.train[u]] = 1.0
-        co = X.T @ X
-        norm = np.sqrt(np.diag(co)).astype(np.float32)
-        sim = co / np.maximum(norm[:, None] * norm[None, :], 1e-12)
-        np.fill_diagonal(sim, 0.0)
-        if 0 < self.neighbors < N:
-            cut = np.partition(sim, N - self.neighbors, axis=1)[:, N - self.neighbors][:, None]
-            sim = np.where(sim >= cut, sim, 0.0)
-        self.sim = sim.astype(np.float32)  # [N, N]: row h = similarities of h to every item
-        self.n_items = N
-        if self.half_life is None:
-            self.half_life = select_half_life(self, split)
-        return self
-
-    def user_vectors(self, histories: list[list[int]]) -> np.ndarray:
-        U = np.zeros((len(histories), self.n_items), dtype=np.float32)
-        for b, h in enumerate(histories):
-            if h:
-                np.add.at(U[b], h, recency_weights(len(h), self.half_life or 0.0).astype(np.float32))
-        return U
-
-    def item_vectors(self) -> np.ndarray:
-        return np.ascontiguousarray(self.sim.T)
 
 
 class TextEmbedding:

@@ -124,3 +124,18 @@ def bootstrap_ci(values: np.ndarray, n: int = 1000, seed: int = 0, alpha: float 
     idx = rng.integers(0, len(v), size=(n, len(v)))
     means = v[idx].mean(1)
     return float(np.quantile(means, alpha / 2)), float(np.quantile(means, 1 - alpha / 2))
+
+
+def paired_diff_ci(a: np.ndarray, b: np.ndarray, n: int = 1000, seed: int = 0,
+                   alpha: float = 0.05) -> tuple[float, float, float]:
+    """Paired percentile bootstrap of mean(a) - mean(b), ``a`` and ``b`` one value per user for the
+    SAME users (resampled together, so the users' shared difficulty cancels). Returns (difference,
+    low, high). Raises ValueError when the lengths differ."""
+    a, b = np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64)
+    if a.shape != b.shape:
+        raise ValueError(f"paired values need the same users: {a.shape} vs {b.shape}")
+    d = a - b
+    if len(d) == 0:
+        return (float("nan"), float("nan"), float("nan"))
+    lo, hi = bootstrap_ci(d, n, seed, alpha)
+    return float(d.mean()), lo, hi

@@ -19,7 +19,7 @@ import numpy as np
 
 from llmrec.config import Config
 from llmrec.data.splits import Split
-from llmrec.eval.metrics import KS, bootstrap_ci, per_user
+from llmrec.eval.metrics import KS, bootstrap_ci, paired_diff_ci, per_user
 
 HEADLINE = ("Recall@10", "NDCG@10", "MRR@10", "Recall@20", "NDCG@20", "Recall@5", "NDCG@5", "Recall@1")
 PUBLISHED = {  # LlamaRec paper, Table 2, its "ML-100k" = ml-latest-small (test, full ranking)
@@ -79,9 +79,22 @@ def build_metrics(cfg: Config, split: Split, results: dict, config_name: str = "
             k: {"mean": float(np.mean([m["results"][n][k] for n in seeds])),
                 "std": float(np.std([m["results"][n][k] for n in seeds], ddof=1))}
             for k in ("NDCG@10", "Recall@10", "NDCG@20", "Recall@20")}
+    ref = cfg.eval_reference
+    if ref in results and "full" in results[ref]:
+        base = per_user(np.asarray(results[ref]["full"]["ranks"]))
+        m["vs_reference"] = {"reference": ref, "systems": {}}
+        for name, res in results.items():
+            if name != ref and "full" in res and len(res["full"]["ranks"]) == len(results[ref]["full"]["ranks"]):
+                pu = per_user(np.asarray(res["full"]["ranks"]))
+                m["vs_reference"]["systems"][name] = {
+                    k: list(paired_diff_ci(pu[k], base[k], cfg.eval_bootstrap, cfg.seed)) for k in PAIRED}
     if split.name in PUBLISHED and not cfg.eval_max_users:
         m["published"] = PUBLISHED[split.name]
     return m
+
+
+PAIRED = ("NDCG@10", "Recall@10", "Recall@20")
+"""Metrics whose paired difference against ``eval_reference`` is reported."""
 
 
 def _fmt(v: float, ci) -> str:
@@ -108,6 +121,15 @@ def markdown(metrics: dict) -> str:
         lines += ["SASRec over seeds (mean ± std): " + ", ".join(
             f"{k} {v['mean']:.4f} ± {v['std']:.4f}" for k, v in s.items()) +
             ". `sasrec` is the seed with the best VALIDATION NDCG@10.", ""]
+    if metrics.get("vs_reference", {}).get("systems"):
+        v = metrics["vs_reference"]
+        lines += [f"Paired difference against `{v['reference']}` (same users resampled together; 95% bootstrap "
+                  "interval):", "", "| system | " + " | ".join(f"Δ {k}" for k in PAIRED) + " |",
+                  "|---" * (len(PAIRED) + 1) + "|"]
+        for name, d in v["systems"].items():
+            lines.append(f"| {name} | " + " | ".join(f"{d[k][0]:+.4f} [{d[k][1]:+.4f}, {d[k][2]:+.4f}]"
+                                                     for k in PAIRED) + " |")
+        lines.append("")
     if metrics.get("published"):
         lines += ["Published (LlamaRec, Table 2, its \"ML-100k\" is ml-latest-small): " + "; ".join(
             f"{k}: NDCG@10 {v['NDCG@10']}, Recall@10 {v['Recall@10']}" for k, v in metrics["published"].items()), ""]
@@ -120,7 +142,7 @@ def markdown(metrics: dict) -> str:
         lines.append("")
     lines += ["## Details", "", "| system | details |", "|---|---|"]
     for name, det in metrics["details"].items():
-        lines.append(f"| {name} | " + ", ".join(f"{k}={v}" for k, v in det.items()) + " |")
+        lines.append(f"| {name} | " + ", ".join(f"{k}={v}" for k, v in det.items() if k != "grid") + " |")
     lines += ["", "Plots: `metrics_at10.png` (bars with 95% intervals), `recall_vs_k.png`.", ""]
     return "\n".join(lines)
 

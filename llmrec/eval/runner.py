@@ -14,7 +14,6 @@ import json
 import shutil
 import sys
 import time
-from dataclasses import fields
 from pathlib import Path
 
 import numpy as np
@@ -28,9 +27,12 @@ from llmrec.eval import report
 from llmrec.eval.baselines import ItemKNN, MostPopular, TextEmbedding
 from llmrec.eval.protocols import full_ranking, rerank, sampled
 from llmrec.retrieval import sasrec as sasrec_mod
+from llmrec.retrieval.ease import EASE
+from llmrec.retrieval.fusion import Fusion, choose_weights
 from llmrec.retrieval.topk import topk
+from llmrec.retrieval.train import sasrec_params
 
-SYSTEMS = ("most-popular", "item-knn", "text-embedding", "sasrec", "sasrec-ensemble")
+SYSTEMS = ("most-popular", "item-knn", "text-embedding", "ease", "sasrec", "sasrec-ensemble", "fusion")
 
 
 def log(msg: str) -> None:
@@ -48,18 +50,13 @@ def load_split(cfg: Config) -> Split:
     return leave_one_out(ds, max_users=cfg.eval_max_users)
 
 
-def sasrec_params(cfg: Config) -> sasrec_mod.SASRecParams:
-    """``SASRecParams`` from the config's ``sasrec_<name>`` keys (fields without a key keep their default)."""
-    names = [f.name for f in fields(sasrec_mod.SASRecParams) if hasattr(cfg, f"sasrec_{f.name}")]
-    return sasrec_mod.SASRecParams(**{n: getattr(cfg, f"sasrec_{n}") for n in names})
-
-
 def retriever_dir(cfg: Config) -> Path:
-    """``retriever_dir`` or ``{home}/retrievers/{dataset}`` (``-u{N}`` appended for user-capped runs,
-    so a CI run never replaces the real retriever)."""
-    if cfg.retriever_dir or not cfg.eval_max_users:
-        return cfg.retriever_path()
-    return sasrec_mod.default_dir(cfg.home, f"{cfg.dataset}-u{cfg.eval_max_users}")
+    """Where the harness keeps its trained models: ``{home}/retrievers/{dataset}`` (``-u{N}``
+    appended for user-capped runs, so a CI run never replaces the full run's). Not the store's
+    retriever (``cfg.retriever_path()``, made by ``llmrec train-retriever``): the harness trains on
+    its own split."""
+    name = cfg.dataset if not cfg.eval_max_users else f"{cfg.dataset}-u{cfg.eval_max_users}"
+    return sasrec_mod.default_dir(cfg.home, name)
 
 
 class _SASRecScorer:
@@ -100,6 +97,10 @@ def build_system(name: str, cfg: Config, split: Split, extra: dict):
         return MostPopular().fit(split)
     if name == "item-knn":
         s = ItemKNN(cfg.knn_neighbors).fit(split)
+        extra["selected_on_validation"] = s.valid_selection
+        return s
+    if name == "ease":
+        s = EASE().fit(split)
         extra["selected_on_validation"] = s.valid_selection
         return s
     if name == "text-embedding":
@@ -160,7 +161,7 @@ def run(cfg: Config, out: str | Path, fresh: bool = False, config_name: str = ""
     log(f"[eval] {split.name}: {split.stats()} (5-core, leave-one-out), {len(users)} {cfg.eval_stage} users")
     results: dict = {}
     for name in cfg.eval_systems:
-        if name == "sasrec-ensemble":
+        if name in ("sasrec-ensemble", "fusion"):
             continue  # after the seeds, below
         names = [name] if name != "sasrec" else [f"sasrec[seed={s}]" for s in cfg.sasrec_seeds]
         if all((parts / f"{n}.json").exists() for n in names) and (name != "sasrec" or _chosen_ok(parts, cfg)):
@@ -196,7 +197,7 @@ def run(cfg: Config, out: str | Path, fresh: bool = False, config_name: str = ""
         chosen = dict(results[best], selected=f"{best} (best validation NDCG@10)", among=list(cfg.sasrec_seeds))
         results["sasrec"] = chosen
         _save_part(parts, "sasrec", chosen)
-        # The chosen seed becomes THE retriever of this data set: {retriever_dir}/sasrec.pt + manifest.json.
+        # The chosen seed is copied to {retriever_dir}/sasrec.pt + manifest.json (checked through Chroma below).
         src = retriever_dir(cfg) / f"seed{chosen['seed']}"
         if src.exists():
             for f in ("sasrec.pt", "manifest.json"):
@@ -206,6 +207,8 @@ def run(cfg: Config, out: str | Path, fresh: bool = False, config_name: str = ""
             _save_part(parts, "sasrec", chosen)
     if "sasrec-ensemble" in cfg.eval_systems:
         results["sasrec-ensemble"] = _ensemble(cfg, split, users, parts)
+    if "fusion" in cfg.eval_systems:
+        results["fusion"] = _fusion(cfg, split, users, parts)
     if cfg.eval_ranker:
         results.update(_run_ranker(cfg, split, users, parts, results))
     metrics = report.build_metrics(cfg, split, results, config_name)
@@ -233,6 +236,35 @@ def _ensemble(cfg: Config, split: Split, users: list[str], parts: Path) -> dict:
     spec = {"members": [f"seed{s}" for s in cfg.sasrec_seeds], "valid_ndcg10": res["valid_ndcg10"],
             "fingerprint": split.fingerprint()}
     (retriever_dir(cfg) / "ensemble.json").write_text(json.dumps(spec, indent=1))
+    return res
+
+
+def _member(name: str, cfg: Config, split: Split):
+    """A fusion member's scorer: a baseline, or the trained SASRec seeds (their ensemble)."""
+    if name == "sasrec-ensemble":
+        members = [train_or_load_sasrec(cfg, split, s)[0] for s in cfg.sasrec_seeds]
+        return _SASRecScorer(sasrec_mod.EnsembleRetriever(members), name)
+    if name.startswith("sasrec[seed="):
+        return _SASRecScorer(train_or_load_sasrec(cfg, split, int(name[len("sasrec[seed="):-1]))[0], name)
+    return build_system(name, cfg, split, {})
+
+
+def _fusion(cfg: Config, split: Split, users: list[str], parts: Path) -> dict:
+    """``fusion``: the ``eval_fusion`` members' standardised scores summed with simplex weights
+    chosen on validation NDCG@10 (``llmrec.retrieval.fusion``)."""
+    key = {"members": list(cfg.eval_fusion), "seeds": list(cfg.sasrec_seeds)}
+    if (parts / "fusion.json").exists():
+        res = json.loads((parts / "fusion.json").read_text())
+        if {k: res.get(k) for k in key} == key:
+            log("[eval] fusion: done in an earlier run (resumed)")
+            return res
+    t = time.time()
+    members = [_member(m, cfg, split) for m in cfg.eval_fusion]
+    weights, valid, tried = choose_weights(members, split)
+    log(f"[eval] fusion of {cfg.eval_fusion}: weights {weights} (validation NDCG@10 {valid:.4f})")
+    res = _evaluate(Fusion(members, weights), cfg, split, users, "fusion")
+    res.update(key, weights=weights, valid_ndcg10=valid, grid=tried, fit_seconds=round(time.time() - t, 1))
+    _save_part(parts, "fusion", res)
     return res
 
 

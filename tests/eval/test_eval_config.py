@@ -28,7 +28,11 @@ def test_unknown_system_is_a_config_error(tmp_path):
         runner.run(cfg, tmp_path / "out")
 
 
-def test_retriever_dir_defaults_under_home(tmp_path):
+def test_retriever_dirs_the_harness_and_the_store_keep_apart(tmp_path):
     cfg = Config.load(env={}, overrides={"home": tmp_path, "dataset": "ml-latest-small"})
-    assert cfg.retriever_path() == tmp_path / "retrievers" / "ml-latest-small" == runner.retriever_dir(cfg)
+    assert runner.retriever_dir(cfg) == tmp_path / "retrievers" / "ml-latest-small"
     assert runner.retriever_dir(cfg.replace(eval_max_users=50)).name == "ml-latest-small-u50"
+    # the store's own retriever (llmrec train-retriever) lives in the store, unless retriever_dir says
+    assert cfg.retriever_path() == tmp_path / "data" / "ml-latest-small" / "retriever"
+    assert cfg.replace(retriever_dir=tmp_path / "r").retriever_path() == tmp_path / "r"
+    assert runner.retriever_dir(cfg.replace(retriever_dir=tmp_path / "r")) == runner.retriever_dir(cfg)

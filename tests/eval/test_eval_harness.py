@@ -19,7 +19,7 @@ def test_ci_config_runs_writes_report_and_resumes(tmp_path, capsys):
     assert m["dataset"]["name"] == "ml-latest-small" and m["dataset"]["users"] == 50
     assert set(m["dataset"]) >= {"name", "users", "items", "interactions"}
     assert m["protocol"]["full"]["ranker"]["candidates"] == 20
-    for system in ("most-popular", "item-knn", "text-embedding", "sasrec", "sasrec-ensemble"):
+    for system in ("most-popular", "item-knn", "text-embedding", "ease", "sasrec", "sasrec-ensemble", "fusion"):
         r = m["results"][system]
         assert {"Recall@10", "NDCG@10", "MRR@10", "Recall@1", "NDCG@20"} <= set(r)
         lo, hi = m["intervals"][system]["NDCG@10"]
@@ -29,6 +29,12 @@ def test_ci_config_runs_writes_report_and_resumes(tmp_path, capsys):
     assert (out / "metrics_at10.png").stat().st_size > 0 and (out / "recall_vs_k.png").stat().st_size > 0
     assert m["details"]["sasrec-ensemble"]["seeds"] == [0, 1]
     assert m["details"]["sasrec"]["selected"].startswith("sasrec[seed=")
+    fusion = m["details"]["fusion"]
+    assert fusion["members"] == ["sasrec-ensemble", "ease", "item-knn"] and abs(sum(fusion["weights"]) - 1) < 1e-9
+    assert fusion["valid_ndcg10"] == max(v for _, v in fusion["grid"])
+    diff = m["vs_reference"]["systems"]["fusion"]["NDCG@10"]
+    assert m["vs_reference"]["reference"] == "sasrec-ensemble" and diff[1] <= diff[0] <= diff[2]
+    assert "sasrec-ensemble" not in m["vs_reference"]["systems"] and "Paired difference" in (out / "report.md").read_text()
     # the trained retriever is saved under home, for the Recommender
     assert (tmp_path / "home" / "retrievers" / "ml-latest-small-u50" / "sasrec.pt").exists()
     ens = load_ensemble(tmp_path / "home" / "retrievers" / "ml-latest-small-u50")

@@ -95,3 +95,18 @@ def test_bootstrap_interval():
     lo, hi = bootstrap_ci(v, 1000, seed=0)
     assert lo < 0.5 < hi and hi - lo == pytest.approx(0.2, abs=0.05)  # ~ 2 * 1.96 * 0.05
     assert bootstrap_ci(v, 1000, seed=0) == (lo, hi)  # seeded
+
+
+def test_paired_difference_interval():
+    from llmrec.eval.metrics import paired_diff_ci
+
+    a = np.array([1.0, 0.0, 1.0, 1.0, 0.0, 1.0])
+    d, lo, hi = paired_diff_ci(a, a)
+    assert (d, lo, hi) == (0.0, 0.0, 0.0)  # identical systems: no difference in any resample
+    b = a - 0.25
+    d, lo, hi = paired_diff_ci(a, b)
+    assert d == lo == hi == 0.25  # a constant per-user gain: every resample has the same mean
+    d, lo, hi = paired_diff_ci(a, np.zeros(6))
+    assert d == 4 / 6 and 0 <= lo <= d <= hi <= 1
+    with pytest.raises(ValueError, match="same users"):
+        paired_diff_ci(a, a[:3])
