@@ -13,6 +13,8 @@ whose dense :meth:`item_vectors` feed ``llmrec.topk``.
 
 from __future__ import annotations
 
+import os
+
 import numpy as np
 import scipy.sparse as sp
 
@@ -182,7 +184,7 @@ def fit_for_store(store_dir, data, neighbors: int) -> ItemKNN:
         knn.select_half_life([train[u] for u in vu], vt)
     knn.fit_sequences(data.seqs, len(data.item_ids))  # the choice made, fit on every interaction
     try:
-        tmp = path.with_name(CACHE_FILE + ".part.npz")
+        tmp = path.with_name(f"{CACHE_FILE}.{os.getpid()}.part.npz")  # concurrent writers: one file each
         np.savez(tmp, fingerprint=np.str_(data.fingerprint), **knn.state())
         tmp.replace(path)
     except OSError:
