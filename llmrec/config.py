@@ -140,6 +140,11 @@ class Config:
     + ``seed{N}/``). Default: ``{data_dir}/retriever``. ``recommend`` uses it when it exists, else
     item-kNN over the stored interactions. (``llmrec eval`` keeps its own models under
     ``{home}/retrievers/{dataset}``.)"""
+    retriever_fusion: bool = True
+    """``train-retriever`` also fits item-kNN (and EASE, up to ``ease_max_items`` items) and fuses their
+    standardised scores with SASRec's, weights chosen on validation; used when it validates better."""
+    ease_max_items: int = 5000
+    """EASE is dense (N x N float32: 100 MB at 5,000 items): larger catalogs fuse SASRec with item-kNN only."""
     sasrec_seeds: list[int] = field(default_factory=lambda: [0, 1, 2])
     """Seeds trained; the seed with the best VALIDATION NDCG@10 becomes the retriever."""
     sasrec_max_len: int = 200

@@ -48,8 +48,8 @@ class Recommendation:
 
 @dataclass
 class Recommendations:
-    """``retriever``: which retriever found the candidates: ``sasrec`` or ``sasrec-ensemble`` (trained
-    by ``llmrec train-retriever``), ``item-knn`` (the default without one), ``+text`` appended when
+    """``retriever``: which retriever found the candidates: ``sasrec``, ``sasrec-ensemble`` or
+    ``fusion`` (SASRec + item-kNN [+ EASE]; trained by ``llmrec train-retriever``), ``item-knn`` (the default without one), ``+text`` appended when
     content similarity filled slots the collaborative retriever could not, ``text`` when no history
     item has interactions (content only), or ``popularity`` for a cold-start answer."""
 
@@ -131,7 +131,9 @@ class Recommender:
                 stacklevel=3)
         self._r_rows = np.array([r for _, r in keep], dtype=np.int64)  # retriever position -> store row
         self._r_pos = {r: p for p, r in enumerate(self._r_rows.tolist())}  # store row -> position
-        self._r_items = self.retriever.item_vectors()[[n for n, _ in keep]]
+        self._r_keep = np.array([n for n, _ in keep], dtype=np.int64)  # retriever position -> its own index
+        if not hasattr(self.retriever, "scores"):  # a vector retriever: llmrec.topk over its item vectors
+            self._r_items = self.retriever.item_vectors()[self._r_keep]
 
     @classmethod
     def load(cls, data_dir=None, config: Config | None = None) -> Recommender:
@@ -194,7 +196,11 @@ class Recommender:
             excl = sorted(set(known))
             if self.retriever is not None:
                 m = min(n, len(self._r_rows) - len(excl))
-                if m >= 1:
+                if m >= 1 and hasattr(self.retriever, "scores"):  # fusion: dense fused scores, exact sort
+                    fused = self.retriever.scores([list(history)])[0][self._r_keep]
+                    idx, got_scores = top_scored(fused, m, excl, positive_only=False)
+                    got_rows = self._r_rows[idx]
+                elif m >= 1:
                     user = self.retriever.user_vectors([list(history)])
                     scores, idx = topk(user, self._r_items, m, exclude=[excl])
                     got_rows, got_scores = self._r_rows[idx[0].numpy()], scores[0].numpy()

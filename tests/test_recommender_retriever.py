@@ -82,26 +82,66 @@ def test_train_retriever_writes_a_manifest_and_recommend_uses_it(trained):
     assert folder == cfg.store_dir() / "retriever"
     on_disk = json.loads((folder / "manifest.json").read_text())
     assert on_disk == man
-    assert man["kind"] in ("sasrec", "sasrec-ensemble") and man["chosen"] in man["valid_ndcg10"]
-    assert set(man["valid_ndcg10"]) == {"sasrec[seed=0]", "sasrec[seed=1]", "sasrec-ensemble"}
+    assert man["kind"] in ("sasrec", "sasrec-ensemble", "fusion") and man["chosen"] in man["valid_ndcg10"]
+    assert set(man["valid_ndcg10"]) == {"sasrec[seed=0]", "sasrec[seed=1]", "sasrec-ensemble", "fusion"}
     assert man["valid_ndcg10"][man["chosen"]] == max(man["valid_ndcg10"].values())
+    f = man["fusion"]
+    assert f["members"][1:] == ["item-knn", "ease"] and abs(sum(f["weights"]) - 1) < 1e-9  # 302 items: EASE too
+    assert f["used"] == (man["kind"] == "fusion")
     assert man["n_interactions"] > 0 and len(man["fingerprint"]) == 16 and man["train_seconds"] > 0
     assert "new-1" not in man["item_ids"] and man["params"]["sasrec_dim"] == 16
     assert all(s["epochs"] <= 2 and not s["cap_hit"] and s["stopped"] for s in man["seeds"])
-    retr, _ = load_trained(folder)
     rec = Recommender.load(config=cfg)
     assert rec.retriever_name == man["kind"]
+    res = rec.recommend(user_id="1", k=5)
+    assert res.retriever == man["kind"] and not {x.item_id for x in res.items} & set(rec.histories["1"])
+    # a second run reuses both seeds instead of training again
+    again = []
+    train_retriever(cfg, log=again.append)
+    assert sum("reusing" in m for m in again) == 2 and not any("epoch" in m for m in again)
+
+
+def _as_kind(trained, tmp_path, kind):
+    """The trained folder with its manifest's kind set (both variants are saved whichever won)."""
+    cfg, man, _ = trained
+    folder = tmp_path / kind
+    shutil.copytree(cfg.retriever_path(), folder)
+    members = ["seed0", "seed1"] if kind == "sasrec-ensemble" else man["members"]
+    (folder / "manifest.json").write_text(json.dumps({**man, "kind": kind, "members": members}))
+    return cfg.replace(retriever_dir=folder)
+
+
+def test_sasrec_candidates_are_llmrec_topk_over_its_vectors(trained, tmp_path):
+    cfg = _as_kind(trained, tmp_path, "sasrec-ensemble")
+    retr, _ = load_trained(cfg.retriever_path())
+    rec = Recommender.load(config=cfg)
+    assert rec.retriever_name == "sasrec-ensemble" and len(retr.members) == 2
     hist = rec.histories["1"]
     rows, scores = rec.candidates(hist, 20)
     s, idx = topk(retr.user_vectors([hist]), retr.item_vectors(), 20, exclude=retr.exclude([hist]))
     assert [rec.ids[x] for x in rows] == [retr.item_ids[i] for i in idx[0].tolist()]
     np.testing.assert_allclose(scores, s[0].numpy(), rtol=1e-5)
-    res = rec.recommend(user_id="1", k=5)
-    assert res.retriever == man["kind"] and not {x.item_id for x in res.items} & set(hist)
-    # a second run reuses both seeds instead of training again
-    again = []
-    train_retriever(cfg, log=again.append)
-    assert sum("reusing" in m for m in again) == 2 and not any("epoch" in m for m in again)
+    assert not {rec.ids[x] for x in rows} & set(hist)
+
+
+def test_fused_candidates_are_the_weighted_standardised_sum(trained, tmp_path):
+    cfg = _as_kind(trained, tmp_path, "fusion")
+    retr, man = load_trained(cfg.retriever_path())
+    rec = Recommender.load(config=cfg)
+    assert rec.retriever_name == "fusion"
+    hist = rec.histories["1"]
+    idx = [[retr.index[i] for i in hist]]
+    want = 0
+    for (name, m), w in zip(retr.members.items(), man["fusion"]["weights"], strict=True):
+        S = m.scores(idx) if name == "item-knn" else (
+            (m.user_vectors_idx(idx) if name.startswith("sasrec") else m.user_vectors(idx)) @ m.item_vectors().T)
+        want = want + w * S / S.std(axis=1, keepdims=True)
+    np.testing.assert_allclose(retr.scores([hist]), want, rtol=1e-4, atol=1e-5)
+    rows, scores = rec.candidates(hist, 20)
+    top, sc = top_scored(want[0], 20, idx[0], positive_only=False)
+    assert [rec.ids[x] for x in rows] == [retr.item_ids[i] for i in top]
+    np.testing.assert_allclose(scores, sc, rtol=1e-4, atol=1e-5)
+    assert rec.recommend(user_id="1", k=3).retriever == "fusion"
 
 
 def test_new_interactions_make_the_retriever_stale_but_it_still_recommends(trained, tmp_path):
@@ -137,9 +177,11 @@ def test_cli_train_retriever_and_the_table_names_the_retriever(store_with_new_it
     args = ["--home", str(cfg.home), "--data-dir", str(cfg.store_dir())]
     assert main(["train-retriever", *args, "--config", str(conf), "--seeds", "3"]) == 0
     out = capsys.readouterr()
-    assert "trained sasrec[seed=3]" in out.out and "[sasrec seed 3] epoch" in out.err
+    assert "[sasrec seed 3] epoch" in out.err and "fusion of ['sasrec', 'item-knn', 'ease']" in out.err
+    man = json.loads((cfg.store_dir() / "retriever" / "manifest.json").read_text())
+    assert f"trained {man['chosen']} on" in out.out
     assert (cfg.store_dir() / "retriever" / "seed3" / "sasrec.pt").exists()
     assert main(["recommend", *args, "--user", "5", "-k", "2"]) == 0
-    assert "(candidates from sasrec)" in capsys.readouterr().out
+    assert f"(candidates from {man['kind']})" in capsys.readouterr().out
     assert main(["train-retriever", *args, "--seeds", "a,b"]) == 2
     assert "--seeds" in capsys.readouterr().err

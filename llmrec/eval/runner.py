@@ -32,6 +32,8 @@ from llmrec.retrieval.fusion import Fusion, choose_weights
 from llmrec.retrieval.topk import topk
 from llmrec.retrieval.train import sasrec_params
 
+FUSION_STEP = 0.05
+"""Grid step of the fusion weights (simplex)."""
 SYSTEMS = ("most-popular", "item-knn", "text-embedding", "ease", "sasrec", "sasrec-ensemble", "fusion")
 
 
@@ -57,19 +59,6 @@ def retriever_dir(cfg: Config) -> Path:
     its own split."""
     name = cfg.dataset if not cfg.eval_max_users else f"{cfg.dataset}-u{cfg.eval_max_users}"
     return sasrec_mod.default_dir(cfg.home, name)
-
-
-class _SASRecScorer:
-    name = "sasrec"
-
-    def __init__(self, retriever: sasrec_mod.SASRecRetriever, name: str = "sasrec"):
-        self.r, self.name = retriever, name
-
-    def user_vectors(self, histories):
-        return self.r.user_vectors_idx(histories)
-
-    def item_vectors(self):
-        return self.r.item_vectors()
 
 
 def train_or_load_sasrec(cfg: Config, split: Split, seed: int) -> tuple[sasrec_mod.SASRecRetriever, dict]:
@@ -186,7 +175,7 @@ def run(cfg: Config, out: str | Path, fresh: bool = False, config_name: str = ""
                 res = json.loads((parts / f"{n}.json").read_text())
             else:
                 retr, info = train_or_load_sasrec(cfg, split, seed)
-                res = _evaluate(_SASRecScorer(retr, n), cfg, split, users, n)
+                res = _evaluate(sasrec_mod.IndexScorer(retr, n), cfg, split, users, n)
                 res.update(train_seconds=info["train_seconds"], best_epoch=info["best_epoch"],
                            epochs=info["epochs"], valid_ndcg10=info["valid_ndcg10"], seed=seed,
                            eval_seconds=res.get("full", {}).get("seconds"))
@@ -227,7 +216,7 @@ def _ensemble(cfg: Config, split: Split, users: list[str], parts: Path) -> dict:
             log("[eval] sasrec-ensemble: done in an earlier run (resumed)")
             return res
     members = [train_or_load_sasrec(cfg, split, s)[0] for s in cfg.sasrec_seeds]
-    ens = _SASRecScorer(sasrec_mod.EnsembleRetriever(members), "sasrec-ensemble")
+    ens = sasrec_mod.IndexScorer(sasrec_mod.EnsembleRetriever(members), "sasrec-ensemble")
     valid = full_ranking(ens, split, "valid", users)["ranks"]
     res = _evaluate(ens, cfg, split, users, "sasrec-ensemble")
     res.update(seeds=list(cfg.sasrec_seeds), valid_ndcg10=float(np.where(valid < 10, 1 / np.log2(valid + 2.0), 0).mean()),
@@ -243,16 +232,16 @@ def _member(name: str, cfg: Config, split: Split):
     """A fusion member's scorer: a baseline, or the trained SASRec seeds (their ensemble)."""
     if name == "sasrec-ensemble":
         members = [train_or_load_sasrec(cfg, split, s)[0] for s in cfg.sasrec_seeds]
-        return _SASRecScorer(sasrec_mod.EnsembleRetriever(members), name)
+        return sasrec_mod.IndexScorer(sasrec_mod.EnsembleRetriever(members), name)
     if name.startswith("sasrec[seed="):
-        return _SASRecScorer(train_or_load_sasrec(cfg, split, int(name[len("sasrec[seed="):-1]))[0], name)
+        return sasrec_mod.IndexScorer(train_or_load_sasrec(cfg, split, int(name[len("sasrec[seed="):-1]))[0], name)
     return build_system(name, cfg, split, {})
 
 
 def _fusion(cfg: Config, split: Split, users: list[str], parts: Path) -> dict:
     """``fusion``: the ``eval_fusion`` members' standardised scores summed with simplex weights
     chosen on validation NDCG@10 (``llmrec.retrieval.fusion``)."""
-    key = {"members": list(cfg.eval_fusion), "seeds": list(cfg.sasrec_seeds)}
+    key = {"members": list(cfg.eval_fusion), "seeds": list(cfg.sasrec_seeds), "step": FUSION_STEP}
     if (parts / "fusion.json").exists():
         res = json.loads((parts / "fusion.json").read_text())
         if {k: res.get(k) for k in key} == key:
@@ -260,7 +249,7 @@ def _fusion(cfg: Config, split: Split, users: list[str], parts: Path) -> dict:
             return res
     t = time.time()
     members = [_member(m, cfg, split) for m in cfg.eval_fusion]
-    weights, valid, tried = choose_weights(members, split)
+    weights, valid, tried = choose_weights(members, split, step=FUSION_STEP)
     log(f"[eval] fusion of {cfg.eval_fusion}: weights {weights} (validation NDCG@10 {valid:.4f})")
     res = _evaluate(Fusion(members, weights), cfg, split, users, "fusion")
     res.update(key, weights=weights, valid_ndcg10=valid, grid=tried, fit_seconds=round(time.time() - t, 1))
@@ -310,7 +299,7 @@ def _run_ranker(cfg: Config, split: Split, users: list[str], parts: Path, result
     # The retriever's candidates again (cheap), then the ranker on the users whose target is among them.
     if base == "sasrec":
         retr = sasrec_mod.load_retriever(retriever_dir(cfg) / f"seed{results['sasrec']['seed']}")
-        scorer = _SASRecScorer(retr)
+        scorer = sasrec_mod.IndexScorer(retr)
     else:
         scorer = build_system(base, cfg, split, {})
     full = full_ranking(scorer, split, cfg.eval_stage, users, cfg.candidates)

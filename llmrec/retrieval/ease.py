@@ -70,6 +70,25 @@ class EASE:
         del self._G
         return self
 
+    def select(self, histories: list[list[int]], targets: list[int]) -> dict:
+        """Choose ``lam`` in :data:`LAMBDAS` and the recency half-life on (history, target) pairs
+        by NDCG@10 (history masked; first best wins), after :meth:`fit_sequences`. Returns the choice."""
+        from llmrec.eval.metrics import ndcg_at_k, ranks_from_scores
+
+        best = (-1.0, None, None)
+        for lam in LAMBDAS:
+            self._set_lambda(lam)
+            for h in HALF_LIVES:
+                self.half_life = h
+                S = self.user_vectors(histories) @ self.B
+                v = float(ndcg_at_k(ranks_from_scores(S, np.asarray(targets), histories), 10).mean())
+                if v > best[0]:
+                    best = (v, lam, h)
+        self._set_lambda(best[1])
+        self.half_life = best[2]
+        self.valid_selection = {"lambda": best[1], "half_life": best[2], "valid_ndcg10": best[0]}
+        return self.valid_selection
+
     def user_vectors(self, histories: list[list[int]]) -> np.ndarray:
         """float32 [B, N]: recency-weighted history indicators."""
         U = np.zeros((len(histories), self.n_items), dtype=np.float32)

@@ -2,7 +2,7 @@
 
 Each member's scores are standardised per user (divided by their standard deviation over all
 items; the mean, a per-user constant, does not change the order) and summed with weights chosen
-on VALIDATION NDCG@10 over a simplex grid. Because ``(w/sd) * u . v`` is linear in ``u``, the fused
+on VALIDATION NDCG@10 over a simplex grid (step 0.05). Because ``(w/sd) * u . v`` is linear in ``u``, the fused
 scorer is still ``user_vectors @ item_vectors.T`` (concatenated, scaled member vectors), so it is
 retrieved with one ``llmrec.topk`` call like any member.
 """
@@ -37,32 +37,73 @@ class Fusion:
         return np.concatenate(self._items, axis=1)
 
 
-def simplex(n: int, step: float = 0.1) -> list[tuple[float, ...]]:
+def simplex(n: int, step: float = 0.05) -> list[tuple[float, ...]]:
     """Weight vectors of ``n`` members on a grid of ``step``, summing to 1."""
     k = round(1 / step)
     return [tuple(c / k for c in combo) for combo in itertools.product(range(k + 1), repeat=n)
             if sum(combo) == k]
 
 
-def choose_weights(members: list, split, step: float = 0.1, log=None) -> tuple[list[float], float, list]:
-    """The simplex weights with the best validation NDCG@10 (history = training items; first best
-    wins, the grid ordered with the first member's weight last to rise). Member scores are computed
-    once. Returns (weights, validation NDCG@10, every (weights, NDCG@10) tried)."""
+def choose_weights(members: list, split=None, step: float = 0.05, log=None, histories=None,
+                   targets=None) -> tuple[list[float], float, list]:
+    """The simplex weights with the best validation NDCG@10 (first best wins, in :func:`simplex`
+    order). Validation: a split's (training history, validation target) pairs, or explicit
+    ``histories`` (item indices, masked) and ``targets``. Member scores are computed once.
+    Returns (weights, validation NDCG@10, every (weights, NDCG@10) tried)."""
     from llmrec.eval.metrics import ndcg_at_k, ranks_from_scores
 
-    hist = [split.history(u, "valid") for u in split.users]
-    tgt = np.array([split.target(u, "valid") for u in split.users])
-    Z = []
-    for m in members:
-        S = m.user_vectors(hist).astype(np.float32) @ m.item_vectors().T
-        Z.append(S / np.maximum(S.std(axis=1, keepdims=True), 1e-12))
+    if split is not None:
+        histories = [split.history(u, "valid") for u in split.users]
+        targets = [split.target(u, "valid") for u in split.users]
+    tgt = np.asarray(targets)
+    Z = [standardised(_scores(m, histories)) for m in members]
     best, tried = (-1.0, None), []
     for w in simplex(len(members), step):
         S = sum(wi * z for wi, z in zip(w, Z, strict=True) if wi)
-        v = float(ndcg_at_k(ranks_from_scores(S, tgt, hist), 10).mean())
+        v = float(ndcg_at_k(ranks_from_scores(S, tgt, histories), 10).mean())
         tried.append((list(w), v))
         if log:
             log(f"[fusion] weights {w}: valid NDCG@10 {v:.4f}")
         if v > best[0]:
             best = (v, list(w))
     return best[1], best[0], tried
+
+
+def _scores(m, histories) -> np.ndarray:
+    """float32 [B, N]: a member's own ``scores`` (item-kNN: sparse) or ``user_vectors @ item_vectors.T``."""
+    if hasattr(m, "scores"):
+        return m.scores(histories).astype(np.float32)
+    return m.user_vectors(histories).astype(np.float32) @ m.item_vectors().T
+
+
+def standardised(S: np.ndarray) -> np.ndarray:
+    """float32 [B, N]: each row of scores divided by its standard deviation over the items."""
+    return S / np.maximum(S.std(axis=1, keepdims=True), 1e-12)
+
+
+class FusedRetriever:
+    """The store's fused retriever (``llmrec train-retriever``, kind ``fusion``): named members over
+    the same item ids (SASRec or its seed ensemble, item-kNN, EASE), their standardised scores
+    summed with ``weights`` (chosen on validation).
+
+    ``scores(histories of item ids) -> float32 [B, N]`` in ``item_ids`` order (unknown ids skipped)."""
+
+    def __init__(self, members: dict, weights: list[float], item_ids: list[str]):
+        if len(members) != len(weights):
+            raise ValueError("one weight per fusion member")
+        self.members, self.weights, self.item_ids = members, [float(w) for w in weights], list(item_ids)
+        self.index = {i: n for n, i in enumerate(self.item_ids)}
+
+    def scores(self, histories: list[list[str]]) -> np.ndarray:
+        idx = [[self.index[i] for i in h if i in self.index] for h in histories]
+        total = np.zeros((len(idx), len(self.item_ids)), dtype=np.float32)
+        for (name, m), w in zip(self.members.items(), self.weights, strict=True):
+            if not w:
+                continue
+            if name == "item-knn":
+                S = m.scores(idx)
+            else:  # a vector scorer: SASRec (user_vectors_idx) or EASE (user_vectors over indices)
+                U = m.user_vectors_idx(idx) if hasattr(m, "user_vectors_idx") else m.user_vectors(idx)
+                S = U @ m.item_vectors().T
+            total += w * standardised(S.astype(np.float32))
+        return total

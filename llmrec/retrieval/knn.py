@@ -144,13 +144,17 @@ def _keep_top(sim: sp.csr_matrix, n: int) -> sp.csr_matrix:
     return sp.csr_matrix((sim.data[keep], (row[keep], sim.indices[keep])), shape=sim.shape, dtype=np.float32)
 
 
-def top_scored(scores: np.ndarray, n: int, exclude) -> tuple[np.ndarray, np.ndarray]:
-    """The at most ``n`` best items with a POSITIVE score (0 = no neighbour links them to the
-    history), ``exclude`` (item indices) never returned; best first, equal scores by lower index.
-    Returns (indices int64 [<= n], scores float32 [<= n])."""
+def top_scored(scores: np.ndarray, n: int, exclude, positive_only: bool = True) -> tuple[np.ndarray, np.ndarray]:
+    """The at most ``n`` best items, ``exclude`` (item indices) never returned; best first, equal
+    scores by lower index. ``positive_only``: only items with a score > 0 (for item-kNN, 0 = no
+    neighbour links the item to the history). Returns (indices int64 [<= n], scores float32 [<= n])."""
     s = np.array(scores, dtype=np.float32)
-    s[np.asarray(list(exclude), dtype=np.int64)] = 0.0
-    cand = np.flatnonzero(s > 0)
+    ex = np.asarray(list(exclude), dtype=np.int64)
+    keep = np.ones(len(s), dtype=bool)
+    keep[ex] = False
+    if positive_only:
+        keep &= s > 0
+    cand = np.flatnonzero(keep)
     order = cand[np.lexsort((cand, -s[cand]))][:n]
     return order.astype(np.int64), s[order]
 

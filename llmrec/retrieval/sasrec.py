@@ -327,6 +327,20 @@ class SASRecRetriever:
         return [[self.index[i] for i in h if i in self.index] for h in histories]
 
 
+class IndexScorer:
+    """A retriever as a scorer over 0-based item indices (the harness's and fusion's interface):
+    ``user_vectors(histories of indices)``, ``item_vectors()``."""
+
+    def __init__(self, retriever, name: str = "sasrec"):
+        self.r, self.name = retriever, name
+
+    def user_vectors(self, histories: list[list[int]]) -> np.ndarray:
+        return self.r.user_vectors_idx(histories)
+
+    def item_vectors(self) -> np.ndarray:
+        return self.r.item_vectors()
+
+
 def load_retriever(path: str | Path) -> SASRecRetriever:
     """Load a retriever saved by :func:`save`; ``path`` is the folder or its ``sasrec.pt``.
 

@@ -4,7 +4,10 @@ Trains SASRec (``llmrec.retrieval.sasrec``, the harness's code) on an ingested s
 interactions: each user with >= 3 items holds out the last one for validation (early stopping and
 the choice below), shorter histories train whole. One model per seed in ``sasrec_seeds``; with
 several seeds, the seed ensemble (sum of scores) competes with the single seeds and the best
-VALIDATION NDCG@10 becomes the retriever.
+VALIDATION NDCG@10 becomes the SASRec. With ``retriever_fusion`` (default), item-kNN and, for
+catalogs of at most ``ease_max_items`` items, EASE (Steck 2019) are fitted beside it and their
+standardised scores fused with weights chosen on validation (``llmrec.retrieval.fusion``); the
+fusion is the retriever when its validation NDCG@10 is higher.
 
 The folder (``cfg.retriever_path()``, default ``{data_dir}/retriever``) holds ``seed{N}/`` (weights
 + their manifest) and ``manifest.json``: kind, members, training-data fingerprint (hash of the
@@ -95,8 +98,17 @@ def train_retriever(cfg: Config, log=print) -> dict:
         valid["sasrec-ensemble"] = _ndcg10(ens.user_vectors_idx(vhist) @ ens.item_vectors().T, vhist, vt)
         if valid["sasrec-ensemble"] > valid[chosen]:
             kind, chosen, names = "sasrec-ensemble", "sasrec-ensemble", [f"seed{s}" for s in cfg.sasrec_seeds]
+    fusion = None
+    if cfg.retriever_fusion:
+        sas = members[best] if kind == "sasrec" else sasrec_mod.EnsembleRetriever(members)
+        fusion, fvalid = _fit_fusion(cfg, data, train, vu, vt, sas, kind, folder, log)
+        valid["fusion"] = fvalid
+        if fvalid > valid[chosen]:
+            kind, chosen = "fusion", "fusion"
+        else:
+            fusion = {**fusion, "used": False}
     manifest = {
-        "kind": kind, "members": names, "chosen": chosen, "fingerprint": data.fingerprint,
+        "kind": kind, "members": names, "chosen": chosen, "fusion": fusion, "fingerprint": data.fingerprint,
         "n_interactions": data.n_interactions, "n_users": len(data.users), "store": str(path),
         "dataset": cfg.dataset if cfg.data_dir is None else path.name, "item_ids": data.item_ids,
         "params": {f"sasrec_{k}": v for k, v in p.__dict__.items()}, "seeds": seeds_info,
@@ -111,6 +123,39 @@ def train_retriever(cfg: Config, log=print) -> dict:
         + ", ".join(f"{k} {v:.4f}" for k, v in valid.items()) + f") -> {folder}"
         + (f"; WARNING: the time cap stopped seed(s) {capped}" if capped else ""))
     return manifest
+
+
+def _fit_fusion(cfg: Config, data: StoreSequences, train, vu, vt, sas, sas_kind: str, folder: Path, log):
+    """Item-kNN (and EASE when the catalog has at most ``ease_max_items`` items) beside the chosen
+    SASRec: each fitted on the training part with its choices made on validation, the fusion
+    weights chosen on validation, then kNN and EASE refitted on every interaction and saved
+    (``item-knn.npz``, ``ease.npy``). Returns (the manifest's ``fusion`` entry, its validation NDCG@10)."""
+    from llmrec.retrieval.ease import EASE
+    from llmrec.retrieval.fusion import choose_weights
+    from llmrec.retrieval.knn import ItemKNN
+
+    n = len(data.item_ids)
+    vhist = [train[u] for u in vu]
+    knn = ItemKNN(cfg.knn_neighbors, half_life=0.0).fit_sequences(train, n)
+    knn.select_half_life(vhist, vt)
+    members, scorers = [sas_kind, "item-knn"], [sasrec_mod.IndexScorer(sas), knn]
+    ease = None
+    if n <= cfg.ease_max_items:
+        ease = EASE(lam=10.0).fit_sequences(train, n)
+        ease.select(vhist, vt)
+        members.append("ease")
+        scorers.append(ease)
+    weights, valid, _ = choose_weights(scorers, histories=vhist, targets=vt)
+    log(f"[train-retriever] fusion of {members}: weights {weights}, validation NDCG@10 {valid:.4f}")
+    knn.fit_sequences(data.seqs, n)  # choices made: refit on every interaction
+    np.savez(folder / "item-knn.npz", **knn.state())
+    entry = {"members": members, "weights": weights, "knn_half_life": knn.half_life, "used": True}
+    if ease is not None:
+        ease.fit_sequences(data.seqs, n, lam=ease.lam)
+        del ease._G
+        np.save(folder / "ease.npy", ease.B)
+        entry.update(ease_lambda=ease.lam, ease_half_life=ease.half_life)
+    return entry, valid
 
 
 def _train_or_reuse(data: StoreSequences, train, vhist, vt, p, seed: int, folder: Path, log):
@@ -130,6 +175,24 @@ def _train_or_reuse(data: StoreSequences, train, vhist, vt, p, seed: int, folder
     return sasrec_mod.load_retriever(folder), info
 
 
+def _load_fusion(folder: Path, man: dict, sas):
+    from llmrec.retrieval.ease import EASE
+    from llmrec.retrieval.fusion import FusedRetriever
+    from llmrec.retrieval.knn import ItemKNN
+
+    f = man["fusion"]
+    try:
+        with np.load(folder / "item-knn.npz") as st:
+            parts = {f["members"][0]: sas, "item-knn": ItemKNN.from_state(st)}
+        if "ease" in f["members"]:
+            ease = EASE(lam=f["ease_lambda"], half_life=f["ease_half_life"])
+            ease.B, ease.n_items = np.load(folder / "ease.npy"), len(man["item_ids"])
+            parts["ease"] = ease
+    except (OSError, ValueError, KeyError) as e:
+        raise ModelError(f"cannot load the fused retriever in {folder}: {e}") from e
+    return FusedRetriever(parts, f["weights"], man["item_ids"])
+
+
 def load_trained(folder: str | Path):
     """(retriever, manifest) of a folder written by :func:`train_retriever` (or, for older
     folders, by ``llmrec eval``: ``ensemble.json`` or a single ``sasrec.pt``); None when the
@@ -147,9 +210,10 @@ def load_trained(folder: str | Path):
         raise ModelError(f"cannot read the retriever manifest {man_path}: {e}") from e
     if man is not None and "members" in man:
         members = [sasrec_mod.load_retriever(folder / m) for m in man["members"]]
-        if man.get("kind") == "sasrec-ensemble":
-            return sasrec_mod.EnsembleRetriever(members), man
-        return members[0], man
+        sas = sasrec_mod.EnsembleRetriever(members) if len(members) > 1 else members[0]
+        if man.get("kind") == "fusion":
+            return _load_fusion(folder, man, sas), man
+        return sas, man
     if (folder / "ensemble.json").exists():  # llmrec eval's layout
         ens = sasrec_mod.load_ensemble(folder)
         spec = json.loads((folder / "ensemble.json").read_text())

@@ -32,7 +32,7 @@ def test_ease_matches_the_closed_form_and_has_a_zero_diagonal():
 def test_simplex_grid():
     g = simplex(3, 0.5)
     assert sorted(g) == sorted([(0, 0, 1), (0, 0.5, 0.5), (0, 1, 0), (0.5, 0, 0.5), (0.5, 0.5, 0), (1, 0, 0)])
-    assert len(simplex(3, 0.1)) == 66 and all(abs(sum(w) - 1) < 1e-9 for w in simplex(3, 0.1))
+    assert len(simplex(3, 0.1)) == 66 and len(simplex(3)) == 231 and all(abs(sum(w) - 1) < 1e-9 for w in simplex(3))
 
 
 def test_fusion_is_the_weighted_sum_of_standardised_scores_and_is_chosen_on_validation():
