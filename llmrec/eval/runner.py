@@ -178,6 +178,8 @@ def run(cfg: Config, out: str | Path, fresh: bool = False, config_name: str = ""
                 res = _evaluate(sasrec_mod.IndexScorer(retr, n), cfg, split, users, n)
                 res.update(train_seconds=info["train_seconds"], best_epoch=info["best_epoch"],
                            epochs=info["epochs"], valid_ndcg10=info["valid_ndcg10"], seed=seed,
+                           stopped=info.get("stopped", "unknown (trained before llmrec recorded it)"),
+                           cap_hit=bool(info.get("cap_hit")),
                            eval_seconds=res.get("full", {}).get("seconds"))
                 _save_part(parts, n, res)
             results[n] = res

@@ -29,6 +29,7 @@ def test_ci_config_runs_writes_report_and_resumes(tmp_path, capsys):
     assert (out / "metrics_at10.png").stat().st_size > 0 and (out / "recall_vs_k.png").stat().st_size > 0
     assert m["details"]["sasrec-ensemble"]["seeds"] == [0, 1]
     assert m["details"]["sasrec"]["selected"].startswith("sasrec[seed=")
+    assert m["details"]["sasrec[seed=0]"]["stopped"] and m["details"]["sasrec[seed=0]"]["cap_hit"] is False
     fusion = m["details"]["fusion"]
     assert fusion["members"] == ["sasrec-ensemble", "ease", "item-knn"] and abs(sum(fusion["weights"]) - 1) < 1e-9
     assert fusion["valid_ndcg10"] == max(v for _, v in fusion["grid"])
