@@ -95,7 +95,7 @@ def cmd_train_retriever(args) -> int:
 
     from llmrec.retrieval.train import train_retriever
 
-    if args.seeds:
+    if args.seeds is not None:  # an empty --seeds is an error (train.check_config), not the default
         try:
             args.extra_overrides = {"sasrec_seeds": [int(s) for s in args.seeds.split(",") if s.strip()]}
         except ValueError:

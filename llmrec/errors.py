@@ -58,3 +58,8 @@ class PromptTooLongError(ModelError):
 
 class StaleRetrieverWarning(UserWarning):
     """The trained retriever was trained on other interactions than the store now holds."""
+
+
+class IncompleteRetrieverWarning(UserWarning):
+    """The trained retriever's folder mixes files of two training runs (one was interrupted):
+    item-kNN is used instead until ``llmrec train-retriever`` runs to the end."""

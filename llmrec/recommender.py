@@ -14,6 +14,7 @@ import numpy as np
 from llmrec.config import Config
 from llmrec.data.types import Item, histories
 from llmrec.errors import (
+    ConfigError,
     ModelError,
     PromptTooLongError,
     RequestError,
@@ -94,11 +95,13 @@ class Recommender:
         """The trained retriever at ``cfg.retriever_path()`` (written by ``llmrec train-retriever``)
         when there is one, else item-kNN over the stored interactions (fitted here, cached in the
         store as ``item-knn.npz``). Warns (:class:`StaleRetrieverWarning`) when the store's
-        interactions are no longer those the trained retriever saw.
+        interactions are no longer those the trained retriever saw; uses item-kNN, with an
+        :class:`IncompleteRetrieverWarning`, when an interrupted ``train-retriever`` left it half-replaced.
 
         Raises:
             ModelError: the trained retriever shares no item id with the store (another catalog's),
-                or its files are unreadable.
+                or its files are unreadable or damaged, or ``retriever_dir`` is a file.
+            ConfigError: ``knn_neighbors`` < 0.
         """
         from llmrec.retrieval.knn import fit_for_store
         from llmrec.retrieval.store_data import store_sequences
@@ -108,6 +111,8 @@ class Recommender:
         folder = self.cfg.retriever_path()
         loaded = load_trained(folder)
         if loaded is None:
+            if self.cfg.knn_neighbors < 0:
+                raise ConfigError(f"config key 'knn_neighbors' must be >= 0 (0 = keep all), got {self.cfg.knn_neighbors}")
             self.retriever, self.retriever_name, self.manifest = None, "item-knn", {}
             self.knn = fit_for_store(self.cfg.store_dir(), self.data, self.cfg.knn_neighbors)
             self._r_rows = np.array([self.index[i] for i in self.data.item_ids], dtype=np.int64)

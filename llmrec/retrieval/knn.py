@@ -13,7 +13,9 @@ whose dense :meth:`item_vectors` feed ``llmrec.topk``.
 
 from __future__ import annotations
 
+import contextlib
 import os
+import zipfile
 
 import numpy as np
 import scipy.sparse as sp
@@ -124,9 +126,14 @@ class ItemKNN:
 
     @classmethod
     def from_state(cls, st) -> ItemKNN:
+        """The model :meth:`state` saved. Raises ValueError (KeyError: an array missing) when the
+        arrays do not form a valid N x N similarity matrix."""
         m = cls(int(st["neighbors"]), float(st["half_life"]))
         n = int(st["n_items"])
         m.sim = sp.csr_matrix((st["data"], st["indices"], st["indptr"]), shape=(n, n))
+        m.sim.check_format(full_check=True)  # indices in range, indptr monotonic
+        if not np.isfinite(m.sim.data).all():
+            raise ValueError("non-finite similarities")
         m.n_items = n
         return m
 
@@ -176,10 +183,11 @@ def fit_for_store(store_dir, data, neighbors: int) -> ItemKNN:
     path = Path(store_dir) / CACHE_FILE
     if path.exists():
         try:
-            with np.load(path) as st:
-                if str(st["fingerprint"]) == data.fingerprint and int(st["neighbors"]) == neighbors:
+            with open(path, "rb") as fh, np.load(fh) as st:
+                if (str(st["fingerprint"]) == data.fingerprint and int(st["neighbors"]) == neighbors
+                        and int(st["n_items"]) == len(data.item_ids)):
                     return ItemKNN.from_state(st)
-        except (OSError, ValueError, KeyError):
+        except (OSError, ValueError, KeyError, TypeError, EOFError, zipfile.BadZipFile):
             pass  # a damaged cache is refitted
     train, vu, vt = data.holdout()
     knn = ItemKNN(neighbors, half_life=0.0).fit_sequences(train, len(data.item_ids))
@@ -187,10 +195,11 @@ def fit_for_store(store_dir, data, neighbors: int) -> ItemKNN:
         vu, vt = vu[:MAX_SELECTION_USERS], vt[:MAX_SELECTION_USERS]
         knn.select_half_life([train[u] for u in vu], vt)
     knn.fit_sequences(data.seqs, len(data.item_ids))  # the choice made, fit on every interaction
+    tmp = path.with_name(f"{CACHE_FILE}.{os.getpid()}.part.npz")  # concurrent writers: one file each
     try:
-        tmp = path.with_name(f"{CACHE_FILE}.{os.getpid()}.part.npz")  # concurrent writers: one file each
         np.savez(tmp, fingerprint=np.str_(data.fingerprint), **knn.state())
         tmp.replace(path)
-    except OSError:
-        pass
+    except OSError:  # e.g. a read-only store, or item-knn.npz is a folder: no cache, no leftover
+        with contextlib.suppress(OSError):
+            tmp.unlink(missing_ok=True)
     return knn

@@ -18,13 +18,17 @@ time. A seed whose manifest matches the data and hyper-parameters is reused, not
 from __future__ import annotations
 
 import json
+import math
+import pickle
 import time
+import warnings
+import zipfile
 from pathlib import Path
 
 import numpy as np
 
 from llmrec.config import Config
-from llmrec.errors import DataError, ModelError
+from llmrec.errors import ConfigError, DataError, IncompleteRetrieverWarning, ModelError, StoreError
 from llmrec.retrieval import sasrec as sasrec_mod
 from llmrec.retrieval.store_data import StoreSequences, store_sequences
 
@@ -37,6 +41,38 @@ def sasrec_params(cfg: Config) -> sasrec_mod.SASRecParams:
 
     names = [f.name for f in fields(sasrec_mod.SASRecParams) if hasattr(cfg, f"sasrec_{f.name}")]
     return sasrec_mod.SASRecParams(**{n: getattr(cfg, f"sasrec_{n}") for n in names})
+
+
+def check_config(cfg: Config) -> list[int]:
+    """The seeds to train (``sasrec_seeds``, each once, in order) after checking the keys training reads.
+
+    Raises:
+        ConfigError: naming the key: ``sasrec_seeds`` not a non-empty list of integers in
+            [0, 2**63); ``sasrec_max_len``, ``sasrec_dim``, ``sasrec_heads``, ``sasrec_batch_size``,
+            ``sasrec_max_epochs``, ``sasrec_patience`` < 1; ``sasrec_dim`` not a multiple of
+            ``sasrec_heads``; ``sasrec_blocks`` or ``knn_neighbors`` < 0; ``sasrec_dropout`` not in
+            [0, 1); ``sasrec_lr`` not > 0, ``sasrec_weight_decay`` < 0, ``sasrec_max_minutes`` not > 0.
+    """
+    seeds = cfg.sasrec_seeds
+    if (not isinstance(seeds, (list, tuple)) or not seeds
+            or any(isinstance(s, bool) or not isinstance(s, int) or not 0 <= s < 2**63 for s in seeds)):
+        raise ConfigError(f"config key 'sasrec_seeds' must be a non-empty list of integers in [0, 2**63), "
+                          f"got {seeds!r}")
+    for name in ("max_len", "dim", "heads", "batch_size", "max_epochs", "patience"):
+        if getattr(cfg, f"sasrec_{name}") < 1:
+            raise ConfigError(f"config key 'sasrec_{name}' must be >= 1, got {getattr(cfg, f'sasrec_{name}')}")
+    if cfg.sasrec_dim % cfg.sasrec_heads:
+        raise ConfigError(f"config key 'sasrec_dim' ({cfg.sasrec_dim}) must be a multiple of 'sasrec_heads' "
+                          f"({cfg.sasrec_heads})")
+    for name, ok, need in (("sasrec_blocks", cfg.sasrec_blocks >= 0, ">= 0"),
+                           ("knn_neighbors", cfg.knn_neighbors >= 0, ">= 0 (0 = keep all)"),
+                           ("sasrec_dropout", 0 <= cfg.sasrec_dropout < 1, "in [0, 1)"),
+                           ("sasrec_lr", math.isfinite(cfg.sasrec_lr) and cfg.sasrec_lr > 0, "a finite number > 0"),
+                           ("sasrec_weight_decay", cfg.sasrec_weight_decay >= 0, ">= 0"),
+                           ("sasrec_max_minutes", cfg.sasrec_max_minutes > 0, "> 0")):
+        if not ok:
+            raise ConfigError(f"config key {name!r} must be {need}, got {getattr(cfg, name)}")
+    return list(dict.fromkeys(seeds))
 
 
 def _ndcg10(scores: np.ndarray, histories: list[list[int]], targets: list[int]) -> float:
@@ -68,9 +104,15 @@ def train_retriever(cfg: Config, log=print) -> dict:
 
     Returns the written manifest.
     Raises:
-        StoreError: see :func:`load_store`.
+        ConfigError: see :func:`check_config`.
+        StoreError: see :func:`load_store`; or the retriever folder cannot be created.
         DataError: no user has 3 interactions (nothing to validate on).
+
+    Interrupted, it leaves the folder's files whole: the seeds it finished are reused by the next
+    run; until that run ends, ``recommend`` warns and uses item-kNN if a seed the old manifest
+    names was retrained (:func:`load_trained`).
     """
+    seeds = check_config(cfg)
     ids, interactions, path = load_store(cfg)
     data = store_sequences(interactions, ids)
     train, vu, vt = data.holdout()
@@ -78,30 +120,36 @@ def train_retriever(cfg: Config, log=print) -> dict:
         raise DataError(f"the store at {path} has no user with 3 or more interactions: a trained retriever "
                         "needs a validation item per user (item-kNN and content retrieval work without one)")
     folder = cfg.retriever_path()
-    folder.mkdir(parents=True, exist_ok=True)
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except (FileExistsError, NotADirectoryError):
+        raise StoreError(f"the retriever folder {folder} is not a directory (it, or a folder above it, "
+                         "is a file): remove it or set retriever_dir") from None
+    except OSError as e:
+        raise StoreError(f"cannot create the retriever folder {folder}: {e}") from e
     p = sasrec_params(cfg)
     vhist = [train[u] for u in vu]
     t0 = time.time()
     log(f"[train-retriever] {path}: {len(data.users)} users, {len(data.item_ids)} items with interactions, "
-        f"{data.n_interactions} interactions; {len(vt)} validation users; seeds {list(cfg.sasrec_seeds)}")
+        f"{data.n_interactions} interactions; {len(vt)} validation users; seeds {seeds}")
     members, seeds_info, valid = [], [], {}
-    for seed in cfg.sasrec_seeds:
+    for seed in seeds:
         retr, info = _train_or_reuse(data, train, vhist, vt, p, seed, folder / f"seed{seed}", log)
         members.append(retr)
         valid[f"sasrec[seed={seed}]"] = info["valid_ndcg10"]
         seeds_info.append({k: info.get(k) for k in ("seed", "best_epoch", "epochs", "stopped", "cap_hit",
                                                      "train_seconds", "valid_ndcg10", "valid_recall10")})
-    best = max(range(len(members)), key=lambda n: (valid[f"sasrec[seed={cfg.sasrec_seeds[n]}]"], -n))
-    kind, chosen, names = "sasrec", f"sasrec[seed={cfg.sasrec_seeds[best]}]", [f"seed{cfg.sasrec_seeds[best]}"]
+    best = max(range(len(members)), key=lambda n: (valid[f"sasrec[seed={seeds[n]}]"], -n))
+    kind, chosen, names = "sasrec", f"sasrec[seed={seeds[best]}]", [f"seed{seeds[best]}"]
     if len(members) > 1:
         ens = sasrec_mod.EnsembleRetriever(members)
         valid["sasrec-ensemble"] = _ndcg10(ens.user_vectors_idx(vhist) @ ens.item_vectors().T, vhist, vt)
         if valid["sasrec-ensemble"] > valid[chosen]:
-            kind, chosen, names = "sasrec-ensemble", "sasrec-ensemble", [f"seed{s}" for s in cfg.sasrec_seeds]
-    fusion = None
+            kind, chosen, names = "sasrec-ensemble", "sasrec-ensemble", [f"seed{s}" for s in seeds]
+    fusion, written = None, []
     if cfg.retriever_fusion:
         sas = members[best] if kind == "sasrec" else sasrec_mod.EnsembleRetriever(members)
-        fusion, fvalid = _fit_fusion(cfg, data, train, vu, vt, sas, kind, folder, log)
+        fusion, fvalid, written = _fit_fusion(cfg, data, train, vu, vt, sas, kind, folder, log)
         valid["fusion"] = fvalid
         if fvalid > valid[chosen]:
             kind, chosen = "fusion", "fusion"
@@ -117,6 +165,8 @@ def train_retriever(cfg: Config, log=print) -> dict:
     }
     tmp = folder / (MANIFEST + ".part")
     tmp.write_text(json.dumps(manifest, indent=1))
+    for part in written:  # the fusion's files, whole, then the manifest that names them
+        part.replace(part.with_name(part.name.removesuffix(".part")))
     tmp.replace(folder / MANIFEST)
     capped = [s["seed"] for s in seeds_info if s["cap_hit"]]
     log(f"[train-retriever] chose {chosen} (validation NDCG@10 {valid[chosen]:.4f}; "
@@ -129,7 +179,8 @@ def _fit_fusion(cfg: Config, data: StoreSequences, train, vu, vt, sas, sas_kind:
     """Item-kNN (and EASE when the catalog has at most ``ease_max_items`` items) beside the chosen
     SASRec: each fitted on the training part with its choices made on validation, the fusion
     weights chosen on validation, then kNN and EASE refitted on every interaction and saved
-    (``item-knn.npz``, ``ease.npy``). Returns (the manifest's ``fusion`` entry, its validation NDCG@10)."""
+    as ``item-knn.npz.part`` and ``ease.npy.part`` (the caller renames them just before the manifest).
+    Returns (the manifest's ``fusion`` entry, its validation NDCG@10, the files written)."""
     from llmrec.retrieval.ease import EASE
     from llmrec.retrieval.fusion import choose_weights
     from llmrec.retrieval.knn import ItemKNN
@@ -148,14 +199,18 @@ def _fit_fusion(cfg: Config, data: StoreSequences, train, vu, vt, sas, sas_kind:
     weights, valid, _ = choose_weights(scorers, histories=vhist, targets=vt)
     log(f"[train-retriever] fusion of {members}: weights {weights}, validation NDCG@10 {valid:.4f}")
     knn.fit_sequences(data.seqs, n)  # choices made: refit on every interaction
-    np.savez(folder / "item-knn.npz", **knn.state())
+    written = [folder / "item-knn.npz.part"]
+    with open(written[0], "wb") as f:
+        np.savez(f, **knn.state())
     entry = {"members": members, "weights": weights, "knn_half_life": knn.half_life, "used": True}
     if ease is not None:
         ease.fit_sequences(data.seqs, n, lam=ease.lam)
         del ease._G
-        np.save(folder / "ease.npy", ease.B)
+        written.append(folder / "ease.npy.part")
+        with open(written[1], "wb") as f:
+            np.save(f, ease.B)
         entry.update(ease_lambda=ease.lam, ease_half_life=ease.half_life)
-    return entry, valid
+    return entry, valid, written
 
 
 def _train_or_reuse(data: StoreSequences, train, vhist, vt, p, seed: int, folder: Path, log):
@@ -180,17 +235,31 @@ def _load_fusion(folder: Path, man: dict, sas):
     from llmrec.retrieval.fusion import FusedRetriever
     from llmrec.retrieval.knn import ItemKNN
 
-    f = man["fusion"]
+    n, where = len(man["item_ids"]), folder / MANIFEST
     try:
-        with np.load(folder / "item-knn.npz") as st:
+        f = man["fusion"]
+        where = folder / "item-knn.npz"
+        with open(where, "rb") as fh, np.load(fh) as st:
             parts = {f["members"][0]: sas, "item-knn": ItemKNN.from_state(st)}
+        if parts["item-knn"].n_items != n:
+            raise ValueError(f"{parts['item-knn'].n_items} items, the manifest has {n}")
         if "ease" in f["members"]:
+            where = folder / "ease.npy"
             ease = EASE(lam=f["ease_lambda"], half_life=f["ease_half_life"])
-            ease.B, ease.n_items = np.load(folder / "ease.npy"), len(man["item_ids"])
+            with open(where, "rb") as fh:
+                ease.B, ease.n_items = np.load(fh), n
+            if ease.B.shape != (n, n):
+                raise ValueError(f"shape {ease.B.shape}, the manifest's {n} items need ({n}, {n})")
             parts["ease"] = ease
-    except (OSError, ValueError, KeyError) as e:
-        raise ModelError(f"cannot load the fused retriever in {folder}: {e}") from e
-    return FusedRetriever(parts, f["weights"], man["item_ids"])
+        where = folder / MANIFEST
+        weights = [float(w) for w in f["weights"]]
+        if not all(math.isfinite(w) for w in weights):
+            raise ValueError(f"fusion weights must be finite, got {weights}")
+        return FusedRetriever(parts, weights, man["item_ids"])
+    except (OSError, ValueError, KeyError, TypeError, IndexError, EOFError, zipfile.BadZipFile) as e:
+        what = f"missing key {e}" if isinstance(e, KeyError) else str(e)
+        raise ModelError(f"cannot load the fused retriever in {folder}: {where.name}: {what}; run `llmrec "
+                         "train-retriever` again") from e
 
 
 def load_trained(folder: str | Path):
@@ -199,17 +268,50 @@ def load_trained(folder: str | Path):
     folder holds no retriever. The retriever has ``item_ids``, ``user_vectors(histories of ids)``,
     ``item_vectors()``; ``manifest["kind"]`` names it.
 
+    Warns (:class:`IncompleteRetrieverWarning`) and returns None when a member seed was trained on
+    other interactions or items than the manifest says (a ``train-retriever`` run was interrupted
+    after retraining it): the caller then uses item-kNN until the next run finishes.
+
     Raises:
-        ModelError: the files are there but unreadable.
+        ModelError: ``folder`` is a file, or the files are there but unreadable or damaged (the
+            file named).
     """
     folder = Path(folder)
+    if folder.exists() and not folder.is_dir():
+        raise ModelError(f"the retriever folder {folder} is a file, not a folder: remove it or set retriever_dir")
     man_path = folder / MANIFEST
     try:
         man = json.loads(man_path.read_text()) if man_path.exists() else None
     except (OSError, ValueError) as e:
         raise ModelError(f"cannot read the retriever manifest {man_path}: {e}") from e
+    if man is not None and not isinstance(man, dict):
+        raise ModelError(f"the retriever manifest {man_path} must hold a JSON object, got {type(man).__name__}")
     if man is not None and "members" in man:
-        members = [sasrec_mod.load_retriever(folder / m) for m in man["members"]]
+        names, ids = man["members"], man.get("item_ids")
+        if not isinstance(names, list) or not names or not all(isinstance(m, str) and m for m in names):
+            raise ModelError(f"the retriever manifest {man_path}: 'members' must be a non-empty list of folder "
+                             f"names, got {names!r}")
+        if not isinstance(ids, list):
+            raise ModelError(f"the retriever manifest {man_path} has no 'item_ids' list")
+        members = []
+        for m in names:
+            if not (folder / m).is_dir():
+                raise ModelError(f"the retriever manifest {man_path} names the member {m!r}, but {folder / m} "
+                                 "is not a folder: run `llmrec train-retriever` again")
+            try:
+                members.append(sasrec_mod.load_retriever(folder / m))
+            except ModelError:
+                raise
+            except (KeyError, TypeError, ValueError, RuntimeError, EOFError, pickle.UnpicklingError) as e:
+                raise ModelError(f"cannot load the retriever in {folder / m}: {type(e).__name__}: {e}") from e
+        stale = [m for m, r in zip(names, members, strict=True)
+                 if r.item_ids != ids or r.manifest.get("fingerprint") != man.get("fingerprint")]
+        if stale:
+            warnings.warn(IncompleteRetrieverWarning(
+                f"the trained retriever in {folder} is incomplete: member(s) {', '.join(stale)} were trained "
+                f"on other interactions or items than its {MANIFEST} says (an interrupted `llmrec "
+                "train-retriever`?); using item-kNN until `llmrec train-retriever` runs to the end"), stacklevel=3)
+            return None
         sas = sasrec_mod.EnsembleRetriever(members) if len(members) > 1 else members[0]
         if man.get("kind") == "fusion":
             return _load_fusion(folder, man, sas), man
