@@ -50,23 +50,12 @@ class EASE:
     def fit(self, split) -> EASE:
         """Fit on a split's training part; ``lam`` (and the recency half-life) chosen on validation
         NDCG@10 when ``lam`` is None."""
-        from llmrec.eval.baselines import validation_ndcg10
-
         choose = self.lam is None
         self.fit_sequences([split.train[u] for u in split.users], split.n_items,
                            lam=LAMBDAS[0] if choose else self.lam)
         if choose:
-            best = (-1.0, None, None)
-            for lam in LAMBDAS:
-                self._set_lambda(lam)
-                for h in HALF_LIVES:
-                    self.half_life = h
-                    v = validation_ndcg10(self, split)
-                    if v > best[0]:
-                        best = (v, lam, h)
-            self._set_lambda(best[1])
-            self.half_life = best[2]
-            self.valid_selection = {"lambda": best[1], "half_life": best[2], "valid_ndcg10": best[0]}
+            self.select([split.history(u, "valid") for u in split.users],
+                        [split.target(u, "valid") for u in split.users])
         del self._G
         return self
 
