@@ -56,6 +56,12 @@ def ranks_from_scores(scores: np.ndarray, targets: np.ndarray, masked: Sequence[
     return r.astype(np.int64)
 
 
+def ndcg10_from_scores(scores: np.ndarray, targets, masked: Sequence[Sequence[int]]) -> float:
+    """Mean NDCG@10 of ``targets`` under ``scores`` [B, N], each row's ``masked`` items excluded
+    (:func:`ranks_from_scores`): the validation criterion every model choice in llmrec uses."""
+    return float(ndcg_at_k(ranks_from_scores(scores, np.asarray(targets), masked), 10).mean())
+
+
 def recall_at_k(ranks: np.ndarray, k: int) -> np.ndarray:
     """Per user Recall@K = HR@K with one relevant item: 1.0 if rank < K else 0.0."""
     return (np.asarray(ranks) < k).astype(np.float64)

@@ -62,7 +62,7 @@ class EASE:
     def select(self, histories: list[list[int]], targets: list[int]) -> dict:
         """Choose ``lam`` in :data:`LAMBDAS` and the recency half-life on (history, target) pairs
         by NDCG@10 (history masked; first best wins), after :meth:`fit_sequences`. Returns the choice."""
-        from llmrec.eval.metrics import ndcg_at_k, ranks_from_scores
+        from llmrec.eval.metrics import ndcg10_from_scores
 
         best = (-1.0, None, None)
         for lam in LAMBDAS:
@@ -70,7 +70,7 @@ class EASE:
             for h in HALF_LIVES:
                 self.half_life = h
                 S = self.user_vectors(histories) @ self.B
-                v = float(ndcg_at_k(ranks_from_scores(S, np.asarray(targets), histories), 10).mean())
+                v = ndcg10_from_scores(S, targets, histories)
                 if v > best[0]:
                     best = (v, lam, h)
         self._set_lambda(best[1])

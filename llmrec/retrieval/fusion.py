@@ -50,7 +50,7 @@ def choose_weights(members: list, split=None, step: float = 0.05, log=None, hist
     order). Validation: a split's (training history, validation target) pairs, or explicit
     ``histories`` (item indices, masked) and ``targets``. Member scores are computed once.
     Returns (weights, validation NDCG@10, every (weights, NDCG@10) tried)."""
-    from llmrec.eval.metrics import ndcg_at_k, ranks_from_scores
+    from llmrec.eval.metrics import ndcg10_from_scores
 
     if split is not None:
         histories = [split.history(u, "valid") for u in split.users]
@@ -60,7 +60,7 @@ def choose_weights(members: list, split=None, step: float = 0.05, log=None, hist
     best, tried = (-1.0, None), []
     for w in simplex(len(members), step):
         S = sum(wi * z for wi, z in zip(w, Z, strict=True) if wi)
-        v = float(ndcg_at_k(ranks_from_scores(S, tgt, histories), 10).mean())
+        v = ndcg10_from_scores(S, tgt, histories)
         tried.append((list(w), v))
         if log:
             log(f"[fusion] weights {w}: valid NDCG@10 {v:.4f}")

@@ -105,13 +105,12 @@ class ItemKNN:
     def select_half_life(self, histories: list[list[int]], targets: list[int], grid=HALF_LIVES) -> float:
         """Set and return the half-life in ``grid`` with the best NDCG@10 of ``targets`` given
         ``histories`` (history items masked; first best wins)."""
-        from llmrec.eval.metrics import ranks_from_scores
+        from llmrec.eval.metrics import ndcg10_from_scores
 
         best, best_h = -1.0, grid[0]
         for h in grid:
             self.half_life = h
-            r = ranks_from_scores(self.scores(histories), np.asarray(targets), histories)
-            v = float(np.mean(np.where(r < 10, 1.0 / np.log2(r + 2.0), 0.0)))
+            v = ndcg10_from_scores(self.scores(histories), targets, histories)
             if v > best:
                 best, best_h = v, h
         self.half_life = best_h

@@ -29,6 +29,7 @@ import numpy as np
 
 from llmrec.config import Config
 from llmrec.errors import ConfigError, DataError, IncompleteRetrieverWarning, ModelError, StoreError
+from llmrec.eval.metrics import ndcg10_from_scores
 from llmrec.retrieval import sasrec as sasrec_mod
 from llmrec.retrieval.store_data import StoreSequences, store_sequences
 
@@ -75,18 +76,11 @@ def check_config(cfg: Config) -> list[int]:
     return list(dict.fromkeys(seeds))
 
 
-def _ndcg10(scores: np.ndarray, histories: list[list[int]], targets: list[int]) -> float:
-    from llmrec.eval.metrics import ndcg_at_k, ranks_from_scores
-
-    return float(ndcg_at_k(ranks_from_scores(scores, np.asarray(targets), histories), 10).mean())
-
-
 def load_store(cfg: Config) -> tuple[list[str], list, Path]:
     """(store item ids, stored interactions, store folder) of ``cfg.store_dir()``.
 
     Raises:
         StoreError: no store there, or it holds no items, or its interactions are unreadable."""
-    from llmrec.errors import StoreError
     from llmrec.ingest import INTERACTIONS_FILE, read_interactions
     from llmrec.store import ItemStore
 
@@ -143,7 +137,7 @@ def train_retriever(cfg: Config, log=print) -> dict:
     kind, chosen, names = "sasrec", f"sasrec[seed={seeds[best]}]", [f"seed{seeds[best]}"]
     if len(members) > 1:
         ens = sasrec_mod.EnsembleRetriever(members)
-        valid["sasrec-ensemble"] = _ndcg10(ens.user_vectors_idx(vhist) @ ens.item_vectors().T, vhist, vt)
+        valid["sasrec-ensemble"] = ndcg10_from_scores(ens.user_vectors_idx(vhist) @ ens.item_vectors().T, vt, vhist)
         if valid["sasrec-ensemble"] > valid[chosen]:
             kind, chosen, names = "sasrec-ensemble", "sasrec-ensemble", [f"seed{s}" for s in seeds]
     fusion, written = None, []
