@@ -112,6 +112,25 @@ def cmd_train_retriever(args) -> int:
     return 0
 
 
+def cmd_train_ranker(args) -> int:
+    import torch
+
+    from llmrec.eval.ranker import ranker_dir, train_for_split
+
+    cfg = Config.load(args.config, overrides={"home": args.home, "eval_max_users": args.max_users,
+                                              "ranker_dir": args.out})
+    _print_config(cfg)
+    if cfg.threads:
+        torch.set_num_threads(cfg.threads)
+    man = train_for_split(cfg, log=lambda m: print(m, file=sys.stderr, flush=True), fresh=args.fresh)
+    b = man["best"]
+    print(f"trained ranker ({'with' if man['soft_tokens'] else 'without'} soft tokens) in "
+          f"{man['train_seconds'] / 60:.1f} min, {man['steps']} steps ({man['stopped']}); best validation "
+          f"NDCG@10 {b['ndcg10']:.4f}, HR@1 {b['hr1']:.4f} at step {b['step']} over {man['valid_users']} users; "
+          f"checkpoint {ranker_dir(cfg)}")
+    return 0
+
+
 def _table(result) -> str:
     head = f"Recommendations for user {result.user}" if result.user else "Recommendations for the given history"
     lines = [head + (" (cold start: most popular)" if result.cold_start else f" (candidates from {result.retriever})"), ""]
@@ -156,6 +175,14 @@ def build_parser() -> argparse.ArgumentParser:
     _common(tr)
     tr.add_argument("--seeds", help="comma-separated seeds (default: config sasrec_seeds); several make an ensemble")
     tr.set_defaults(func=cmd_train_retriever)
+
+    rk = sub.add_parser("train-ranker", help="train the LLM ranker (LoRA + soft-token projector) on an eval config's split")
+    rk.add_argument("config", help="evaluation config YAML, e.g. eval/ml-latest-small.yaml")
+    rk.add_argument("--out", help="checkpoint folder (default: ranker_dir, else {home}/rankers/{dataset})")
+    rk.add_argument("--home", help="root of llmrec's files (models, trained retrievers and rankers)")
+    rk.add_argument("--max-users", type=int, help="keep only the first N users (overrides eval_max_users)")
+    rk.add_argument("--fresh", action="store_true", help="discard a resumable earlier run in the folder")
+    rk.set_defaults(func=cmd_train_ranker)
 
     from llmrec.eval.cli import add_parser as add_eval
 

@@ -124,6 +124,11 @@ class Config:
     candidate_items) -> scores | None`` (see ``llmrec.eval.protocols.Ranker``)."""
     eval_ranker_retriever: str = "sasrec"
     """The system whose top candidates the ranker reorders."""
+    eval_llm: list[str] = field(default_factory=list)
+    """LLM rankers over ``eval_ranker_retriever``'s candidates (``llmrec.eval.llm_systems``): ``zero-shot``,
+    ``trained`` (trained when missing), ``trained-text`` (without soft tokens); each alone and fused."""
+    eval_llm_bias_users: int = 100
+    """Position bias: test users whose candidates are also ranked reversed and shuffled."""
     eval_out: str | None = None
     """Output folder of ``llmrec eval``. Default: ``{home}/eval/{config file stem}``."""
     eval_reference: str = "sasrec-ensemble"
@@ -172,6 +177,40 @@ class Config:
     ``sasrec_patience``). A run the cap stops is reported as such (its numbers depend on the machine)."""
     sasrec_bf16: bool = False
     """bfloat16 autocast in SASRec training (faster only on CPUs/GPUs with native bf16; changes results)."""
+
+    # --- trained ranker (``llmrec train-ranker``, ``llmrec.rank.train``) --------------------
+    ranker_dir: Path | None = None
+    """Folder of the trained ranker checkpoint. Default: ``{home}/rankers/{dataset}`` for the harness
+    (``-u{N}`` for user-capped runs, ``-text`` without soft tokens)."""
+    ranker_history: int = 10
+    """Most recent history items shown in the trained ranker's prompt (titles + soft tokens)."""
+    ranker_examples: int = 800
+    """Training examples (a target sliding over each user's training sequence, users round-robin)."""
+    ranker_epochs: int = 1
+    """Passes over the training examples."""
+    ranker_batch_size: int = 4
+    """Examples per optimiser step (one padded forward pass)."""
+    ranker_lr: float = 2e-4
+    """AdamW learning rate of the LoRA adapter (linear warm-up over 5% of the steps, then linear decay)."""
+    ranker_projector_lr: float = 1e-3
+    """AdamW learning rate of the soft-token projector."""
+    ranker_lora_r: int = 8
+    """LoRA rank (alpha = 2 r) on the attention and MLP projections."""
+    ranker_lora_layers: int = 0
+    """LoRA on the top N decoder layers only; 0: all layers."""
+    ranker_soft_tokens: bool = True
+    """Collaborative soft tokens (LLaRA): each item's retriever vector through the projector beside its title."""
+    ranker_soft_k: int = 1
+    """Soft tokens per item."""
+    ranker_eval_every: int = 200
+    """Training examples between validations (best checkpoint kept; early stopping)."""
+    ranker_patience: int = 2
+    """Early stopping: validations without a better validation NDCG@10."""
+    ranker_valid_users: int = 200
+    """Validation users (those whose validation target is among the retriever's candidates)."""
+    ranker_max_minutes: float = 150.0
+    """Safety cap on training wall time; training is budgeted by examples and epochs. A run the cap
+    stops is reported as such."""
 
     # ------------------------------------------------------------------------------------
     def store_dir(self) -> Path:

@@ -202,6 +202,10 @@ def run(cfg: Config, out: str | Path, fresh: bool = False, config_name: str = ""
         results["fusion"] = _fusion(cfg, split, users, parts)
     if cfg.eval_ranker:
         results.update(_run_ranker(cfg, split, users, parts, results))
+    if cfg.eval_llm:
+        from llmrec.eval import llm_systems
+
+        results.update(llm_systems.run(cfg, split, users, parts, results, log))
     metrics = report.build_metrics(cfg, split, results, config_name)
     metrics["seconds_total"] = round(time.time() - t0, 1)
     report.write_all(metrics, results, out, cfg)

@@ -1,0 +1,243 @@
+"""The LLM systems of ``llmrec eval``: the retriever's top ``candidates`` reordered by an LLM ranker,
+and the LLM fused with the retriever.
+
+For each ranker in ``eval_llm`` (``zero-shot``: the base LLM with the trained ranker's prompt;
+``trained``: the checkpoint of ``llmrec train-ranker``; ``trained-text``: the one trained without
+soft tokens), systems named after the retriever (``eval_ranker_retriever``, e.g. ``fusion``):
+
+- ``fusion+trained``: candidates ordered by the LLM's label log-probability (candidates shown in
+  the retriever's order, as LlamaRec tests);
+- ``fusion+trained+fused``: ``w * z(LLM log-prob) + (1 - w) * z(retriever score)``, z-scored over
+  each user's candidates, ``w`` on a 0.05 grid chosen on VALIDATION NDCG@10.
+
+Users whose target is not among the candidates keep the retriever's rank (>= ``candidates``), and
+the LLM is not called for them. Also measured per ranker: position bias (the same users' candidates
+shown in the retriever's order, reversed and shuffled: Kendall's tau between the item rankings, and
+the share of users whose top pick is label A) and LLaRA's sampled protocol (target + 19 random
+negatives). Log-probabilities are cached in ``OUT/parts/llm-{ranker}.json`` (resumable).
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+from scipy.stats import kendalltau
+
+from llmrec.config import Config
+from llmrec.data.splits import Split
+from llmrec.errors import ConfigError
+from llmrec.eval.metrics import target_rank
+from llmrec.eval.protocols import sample_candidates
+from llmrec.eval.ranker import ranker_dir, retriever_for, train_for_split
+from llmrec.rank.train import retrieve
+
+KINDS = ("zero-shot", "trained", "trained-text")
+WEIGHT_STEP = 0.05
+
+
+def _z(x: np.ndarray) -> np.ndarray:
+    x = np.asarray(x, dtype=np.float64)
+    sd = x.std(-1, keepdims=True)
+    return (x - x.mean(-1, keepdims=True)) / np.where(sd > 0, sd, 1.0)
+
+
+def fuse(llm: np.ndarray, retr: np.ndarray, w: float) -> np.ndarray:
+    """``w * z(llm) + (1 - w) * z(retr)``, z-scores over the last axis (each user's candidates)."""
+    return w * _z(llm) + (1 - w) * _z(retr)
+
+
+def _ndcg(scores: np.ndarray, pos: np.ndarray) -> float:
+    r = np.array([target_rank(s, p) for s, p in zip(scores, pos, strict=True)])
+    return float(np.where(r < 10, 1 / np.log2(r + 2.0), 0).mean()) if len(r) else 0.0
+
+
+def choose_weight(llm: np.ndarray, retr: np.ndarray, pos: np.ndarray) -> tuple[float, float]:
+    """The grid weight with the best NDCG@10 (first best wins, from w = 0) and that NDCG@10."""
+    best = (0.0, -1.0)
+    for w in np.round(np.arange(0, 1 + 1e-9, WEIGHT_STEP), 4):
+        v = _ndcg(fuse(llm, retr, float(w)), pos)
+        if v > best[1]:
+            best = (float(w), v)
+    return best
+
+
+def _model(kind: str, cfg: Config, identity: dict, log):
+    from llmrec.rank import checkpoint as ckpt
+    from llmrec.rank.model import RankerModel
+
+    if kind == "zero-shot":
+        llm, tok = ckpt.load_base(cfg)
+        return RankerModel(llm, tok).eval()
+    soft = kind == "trained"
+    c = cfg.replace(ranker_soft_tokens=soft) if soft != cfg.ranker_soft_tokens else cfg
+    folder = ranker_dir(cfg, soft)
+    if not (folder / "manifest.json").exists():
+        log(f"[eval] no {kind} ranker at {folder}: training it (llmrec train-ranker)")
+        train_for_split(c.replace(ranker_dir=folder), log=log)
+    return ckpt.load(folder, c, retriever=identity)
+
+
+def _identity(kind: str, cfg: Config) -> dict:
+    """What the cached log-probabilities depend on: the template and base model, and for a trained
+    ranker its checkpoint (creation time)."""
+    from llmrec.rank import checkpoint as ckpt
+    from llmrec.rank.model import template_hash
+
+    key = {"template": template_hash(), "base_model": ckpt.base_identity(cfg), "history": cfg.ranker_history}
+    if kind != "zero-shot":
+        folder = ranker_dir(cfg, kind == "trained")
+        if (folder / "manifest.json").exists():
+            key["checkpoint"] = ckpt.read_manifest(folder).get("created")
+    return key
+
+
+class _Cache:
+    """``parts/llm-{kind}.json``: {section: {user: [log-probs]}}, saved every 25 users; discarded
+    when ``key`` (what the log-probabilities depend on) changed."""
+
+    def __init__(self, path: Path, key: dict):
+        self.path = path
+        self.data = json.loads(path.read_text()) if path.exists() else {}
+        if self.data.get("key") != key:
+            self.data = {"key": key}
+
+    def save(self) -> None:
+        tmp = self.path.with_suffix(".part")
+        tmp.write_text(json.dumps(self.data))
+        tmp.replace(self.path)
+
+
+def _scores(model_fn, cache: _Cache, section: str, jobs: list[tuple[str, list, list]], split: Split, log,
+            batch: int) -> dict[str, np.ndarray]:
+    """LLM label log-probabilities for ``jobs`` (user, history indices, candidate indices), cached."""
+    done = cache.data.setdefault(section, {})
+    todo = [j for j in jobs if j[0] not in done]
+    t0 = time.time()
+    for s in range(0, len(todo), batch):
+        part = todo[s:s + batch]
+        lp = model_fn().score([([split.items[i] for i in h], [split.items[i] for i in c]) for _, h, c in part])
+        for (u, _, _), row in zip(part, lp, strict=True):
+            done[u] = [float(x) for x in row]
+        if (s // batch) % max(1, 25 // batch) == 0 or s + batch >= len(todo):
+            cache.save()
+            n = s + len(part)
+            el = time.time() - t0
+            log(f"[eval] {section}: {n}/{len(todo)} users, {el:.0f}s, ETA {el / n * (len(todo) - n):.0f}s")
+    if todo:
+        cache.data.setdefault("seconds", {})[section] = round(time.time() - t0, 1)
+        cache.data.setdefault("timed_users", {})[section] = len(todo)
+        cache.save()
+    return {u: np.asarray(done[u]) for u, _, _ in jobs}
+
+
+def run(cfg: Config, split: Split, users: list[str], parts: Path, results: dict, log) -> dict:
+    """Evaluate ``cfg.eval_llm`` rankers over ``eval_ranker_retriever``'s candidates. Returns
+    {system: result} in the harness's format, plus ``{"llm": details}`` under ``_llm`` keys."""
+    base = cfg.eval_ranker_retriever
+    if base not in results or "full" not in results[base]:
+        raise ConfigError(f"eval_llm needs eval_ranker_retriever {base!r} among eval_systems with protocol full")
+    bad = [k for k in cfg.eval_llm if k not in KINDS]
+    if bad:
+        raise ConfigError(f"unknown eval_llm ranker(s) {bad}; known: {', '.join(KINDS)}")
+    scorer, identity, _ = retriever_for(cfg, split, log)
+    n, H = cfg.candidates, cfg.ranker_history
+    shown = {st: {u: split.history(u, st)[-H:] if H else [] for u in users} for st in ("valid", "test")}
+    cands, rscore, pos = {}, {}, {}
+    for st in ("valid", "test"):
+        top, sc = retrieve(scorer, [split.history(u, st) for u in users], n)
+        for b, u in enumerate(users):
+            t = split.target(u, st)
+            if t in top[b]:
+                cands[st, u] = [int(i) for i in top[b]]
+                rscore[st, u] = sc[b]
+                pos[st, u] = cands[st, u].index(t)
+    called = {st: [u for u in users if (st, u) in cands] for st in ("valid", "test")}
+    base_ranks = np.asarray(results[base]["full"]["ranks"])
+    out: dict = {}
+    for kind in cfg.eval_llm:
+        cache = _Cache(parts / f"llm-{kind}.json", _identity(kind, cfg))
+        holder: dict = {}
+
+        def model_fn(kind=kind, holder=holder):
+            if "m" not in holder:
+                holder["m"] = _model(kind, cfg, identity, log)
+            return holder["m"]
+
+        bs = max(1, cfg.ranker_batch_size)
+        lp = {st: _scores(model_fn, cache, f"{st}", [(u, shown[st][u], cands[st, u]) for u in called[st]],
+                          split, log, bs) for st in ("valid", "test")}
+        # Fusion weight on validation.
+        vl = np.array([lp["valid"][u] for u in called["valid"]]).reshape(-1, n)
+        vr = np.array([rscore["valid", u] for u in called["valid"]]).reshape(-1, n)
+        vp = np.array([pos["valid", u] for u in called["valid"]], dtype=int)
+        w, wv = choose_weight(vl, vr, vp)
+        valid_llm = _ndcg(vl, vp)
+        sysname = f"{base}+{kind}"
+        by_system = {sysname: {u: lp["test"][u] for u in called["test"]},
+                     f"{sysname}+fused": {u: fuse(lp["test"][u], rscore["test", u], w) for u in called["test"]}}
+        for name, scores in by_system.items():
+            ranks = base_ranks.copy()
+            for b, u in enumerate(users):
+                if u in scores:
+                    ranks[b] = target_rank(scores[u], pos["test", u])
+            out[name] = {"full": {"ranks": ranks.tolist(), "called": len(called["test"]), "valid": len(called["test"]),
+                                  "seconds": cache.data.get("seconds", {}).get("test")}}
+        out[f"{sysname}+fused"]["fusion_weight"] = w
+        out[f"{sysname}+fused"]["valid_ndcg10_called"] = wv
+        out[sysname]["valid_ndcg10_called"] = valid_llm
+        # Position bias: the same test users, candidates in the retriever's order, reversed, shuffled.
+        bias_users = called["test"][: cfg.eval_llm_bias_users]
+        rng = np.random.default_rng(cfg.seed)
+        perms = {u: rng.permutation(n) for u in bias_users}
+        rev = _scores(model_fn, cache, "reversed", [(u, shown["test"][u], cands["test", u][::-1]) for u in bias_users],
+                      split, log, bs)
+        shu = _scores(model_fn, cache, "shuffled",
+                      [(u, shown["test"][u], [cands["test", u][i] for i in perms[u]]) for u in bias_users], split, log, bs)
+        taus_s, taus_r, top_a = [], [], {"retriever": [], "reversed": [], "shuffled": []}
+        for u in bias_users:
+            a = lp["test"][u]
+            r_items = rev[u][::-1]  # back to the retriever's item order
+            s_items = np.empty(n)
+            s_items[perms[u]] = shu[u]
+            taus_s.append(kendalltau(a, s_items).statistic)
+            taus_r.append(kendalltau(a, r_items).statistic)
+            top_a["retriever"].append(int(np.argmax(a) == 0))
+            top_a["reversed"].append(int(np.argmax(rev[u]) == 0))
+            top_a["shuffled"].append(int(np.argmax(shu[u]) == 0))
+        bias = {"users": len(bias_users), "kendall_tau_shuffled": float(np.nanmean(taus_s)) if taus_s else None,
+                "kendall_tau_reversed": float(np.nanmean(taus_r)) if taus_r else None,
+                "top_is_A": {k: float(np.mean(v)) if v else None for k, v in top_a.items()},
+                "top_is_A_uniform": 1 / n}
+        out[sysname]["position_bias"] = bias
+        log(f"[eval] {sysname}: position bias over {len(bias_users)} users: Kendall tau retriever vs shuffled "
+            f"{bias['kendall_tau_shuffled']:.3f}, vs reversed {bias['kendall_tau_reversed']:.3f}; top = A "
+            f"{bias['top_is_A']}")
+        # LLaRA's sampled protocol (the LLM alone, and fused with the retriever's scores at weight w).
+        if "sampled" in cfg.eval_protocols:
+            sc_c, sc_p = sample_candidates(split, cfg.eval_stage, users, cfg.eval_negatives, cfg.seed)
+            sh = {u: split.history(u, cfg.eval_stage)[-H:] if H else [] for u in users}
+            slp = _scores(model_fn, cache, "sampled", [(u, sh[u], [int(i) for i in sc_c[b]]) for b, u in enumerate(users)],
+                          split, log, bs)
+            V = scorer.item_vectors()
+            U = scorer.user_vectors([split.history(u, cfg.eval_stage) for u in users])
+            srs = np.einsum("bd,bcd->bc", U, V[sc_c])
+            by_system = {sysname: [slp[u] for u in users],
+                         f"{sysname}+fused": [fuse(slp[u], srs[b], w) for b, u in enumerate(users)]}
+            for name, scores in by_system.items():
+                ranks = np.array([target_rank(sc, int(p)) for sc, p in zip(scores, sc_p, strict=True)])
+                out[name]["sampled"] = {"ranks": ranks.tolist(), "valid": len(users),
+                                        "seconds": cache.data.get("seconds", {}).get("sampled")}
+        secs, timed = cache.data.get("seconds", {}), cache.data.get("timed_users", {})
+        out[sysname]["seconds_per_user"] = {k: round(secs[k] / timed[k], 3) for k in secs if timed.get(k)}
+        if kind != "zero-shot":
+            from llmrec.rank.checkpoint import read_manifest
+
+            m = read_manifest(ranker_dir(cfg, kind == "trained"))
+            out[sysname]["checkpoint"] = {k: m.get(k) for k in ("created", "best", "stopped", "cap_hit",
+                                                                 "train_seconds", "steps", "soft_tokens")}
+        holder.clear()
+    return out
+

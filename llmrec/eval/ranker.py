@@ -1,0 +1,79 @@
+"""The trained ranker for the harness's split: its retriever, its training data, its folder.
+
+``llmrec train-ranker CONFIG`` trains on the split of ``llmrec eval CONFIG`` (training sequences
+only; validation users select the checkpoint), with candidates from ``eval_ranker_retriever``
+(``fusion``, ``sasrec-ensemble``, ``sasrec[seed=N]``, ``ease``, ``item-knn``) trained on that same
+split, and soft-token inputs from the SASRec seeds' item vectors (concatenated).
+"""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+
+from llmrec.config import Config
+from llmrec.data.splits import Split
+from llmrec.errors import ConfigError
+from llmrec.rank.train import RankData, train_ranker
+from llmrec.retrieval import sasrec as sasrec_mod
+
+RETRIEVERS = ("fusion", "sasrec-ensemble", "ease", "item-knn")
+
+
+def ranker_dir(cfg: Config, soft_tokens: bool | None = None) -> Path:
+    """``ranker_dir``, else ``{home}/rankers/{dataset}`` (``-u{N}`` for user-capped runs, ``-text``
+    without soft tokens)."""
+    soft = cfg.ranker_soft_tokens if soft_tokens is None else soft_tokens
+    if cfg.ranker_dir:
+        return Path(cfg.ranker_dir) if soft == cfg.ranker_soft_tokens else Path(f"{cfg.ranker_dir}-text")
+    name = cfg.dataset + (f"-u{cfg.eval_max_users}" if cfg.eval_max_users else "") + ("" if soft else "-text")
+    return Path(cfg.home) / "rankers" / name
+
+
+def _sha(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()[:16]
+
+
+def retriever_for(cfg: Config, split: Split, log=None) -> tuple[object, dict, object]:
+    """(scorer over item indices, identity, soft-token vectors [N, d]) of ``eval_ranker_retriever``.
+
+    The SASRec seeds are trained (or reused) exactly as ``llmrec eval`` does; fusion weights are
+    chosen on validation. Raises ConfigError for a retriever not in :data:`RETRIEVERS` or ``sasrec[seed=N]``."""
+    from llmrec.eval import runner
+    from llmrec.retrieval.fusion import Fusion, choose_weights
+
+    name = cfg.eval_ranker_retriever
+    if name not in RETRIEVERS and not name.startswith("sasrec[seed="):
+        raise ConfigError(f"eval_ranker_retriever {name!r} cannot feed a ranker; use one of "
+                          f"{', '.join(RETRIEVERS)} or sasrec[seed=N]")
+    seeds = list(cfg.sasrec_seeds)
+    members = [runner.train_or_load_sasrec(cfg, split, s)[0] for s in seeds]
+    vectors = sasrec_mod.EnsembleRetriever(members).item_vectors()
+    identity = {"kind": name, "split": split.fingerprint(), "sasrec_seeds": seeds,
+                "sasrec_sha256": [_sha(runner.retriever_dir(cfg) / f"seed{s}" / "sasrec.pt") for s in seeds]}
+    if name == "fusion":
+        parts = [runner._member(m, cfg, split) for m in cfg.eval_fusion]
+        weights, valid, _ = choose_weights(parts, split, step=runner.FUSION_STEP)
+        if log:
+            log(f"[ranker] retriever: fusion of {list(cfg.eval_fusion)}, weights {weights} (validation NDCG@10 {valid:.4f})")
+        identity.update(members=list(cfg.eval_fusion), weights=[round(w, 4) for w in weights])
+        return Fusion(parts, weights), identity, vectors
+    return runner._member(name, cfg, split), identity, vectors
+
+
+def rank_data(cfg: Config, split: Split, log=None) -> RankData:
+    """The split's :class:`~llmrec.rank.train.RankData`: training sequences, (training history,
+    validation target) pairs, the retriever and its identity."""
+    scorer, identity, vectors = retriever_for(cfg, split, log)
+    return RankData(items=split.items, train_seqs=[split.train[u] for u in split.users],
+                    valid=[(split.train[u], split.valid[u]) for u in split.users], scorer=scorer,
+                    vectors=vectors, retriever=identity)
+
+
+def train_for_split(cfg: Config, log=print, fresh: bool = False) -> dict:
+    """Train (or resume) the harness ranker of ``cfg``; returns its manifest."""
+    from llmrec.eval.runner import load_split
+
+    split = load_split(cfg)
+    data = rank_data(cfg, split, log)
+    return train_ranker(cfg, data, ranker_dir(cfg), log=log, fresh=fresh)

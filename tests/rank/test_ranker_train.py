@@ -1,0 +1,125 @@
+"""The trained ranker on a tiny REAL configuration: SmolLM2-135M with LoRA and the soft-token
+projector, a few steps on real ml-latest-small users (first 50), 5 candidates per prompt."""
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+
+from llmrec.config import Config
+from llmrec.errors import ConfigError
+from llmrec.eval.ranker import rank_data, ranker_dir, train_for_split
+from llmrec.eval.runner import load_split
+from llmrec.models import BUILTIN_LLM
+from llmrec.rank import checkpoint as ckpt
+from llmrec.rank.train import evaluate, params_from, validation_set
+
+pytestmark = pytest.mark.slow
+
+TINY = dict(dataset="ml-latest-small", eval_max_users=50, sasrec_seeds=[0], sasrec_max_len=50, sasrec_dim=32,
+            sasrec_max_epochs=2, sasrec_patience=2, eval_ranker_retriever="fusion",
+            eval_fusion=["sasrec-ensemble", "item-knn"], candidates=5, ranker_history=3, ranker_examples=8,
+            ranker_epochs=3, ranker_batch_size=4, ranker_eval_every=8, ranker_valid_users=4, ranker_patience=5,
+            ranker_lr=2e-3, ranker_projector_lr=5e-3)
+
+
+def tiny_cfg(home, base_cfg, **extra) -> Config:
+    return Config.load(env={}, overrides={**TINY, "home": home, "llm": str(base_cfg.models_dir() / BUILTIN_LLM),
+                                          **extra})
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory, base_cfg):
+    cfg = tiny_cfg(tmp_path_factory.mktemp("rk-home"), base_cfg)
+    lines: list[str] = []
+    man = train_for_split(cfg, log=lines.append)
+    return cfg, man, lines
+
+
+def test_training_lowers_the_loss_and_writes_a_versioned_checkpoint(trained):
+    cfg, man, lines = trained
+    probe = man["train_probe_loss"]
+    assert probe["examples"] == 8
+    assert probe["after"] < probe["before"], probe
+    assert man["steps"] == 6 and man["soft_tokens"] and not man["cap_hit"]
+    assert man["format"] == ckpt.FORMAT
+    assert set(man["base_model"]) == {"llm", "config_sha256", "weights_sha256"}
+    assert man["retriever"]["kind"] == "fusion" and len(man["retriever"]["weights"]) == 2
+    folder = ranker_dir(cfg)
+    for f in ("manifest.json", "adapter/adapter_config.json", "adapter/adapter_model.safetensors", "projector.pt",
+              "item_vectors.npy", "item_ids.json"):
+        assert (folder / f).exists(), f
+    assert json.loads((folder / "adapter" / "adapter_config.json").read_text())["r"] == cfg.ranker_lora_r
+    assert any("ETA" in line for line in lines)
+    assert [h["step"] for h in man["history"]] == [0, 2, 4, 6]
+
+
+def test_checkpoint_round_trips(trained):
+    cfg, man, _ = trained
+    model = ckpt.load(ranker_dir(cfg), cfg, retriever=man["retriever"])
+    assert model.soft and model.projector.spec.modality == "collaborative"
+    data = rank_data(cfg, load_split(cfg))
+    ev = evaluate(model, data, validation_set(data, params_from(cfg)), cfg.ranker_batch_size)
+    assert ev["loss"] == pytest.approx(man["best"]["loss"], abs=1e-3)
+    assert ev["ndcg10"] == pytest.approx(man["best"]["ndcg10"], abs=1e-9)
+
+
+def test_a_finished_run_resumes_without_retraining(trained):
+    cfg, man, _ = trained
+    lines: list[str] = []
+    again = train_for_split(cfg, log=lines.append)
+    assert any("resuming at step 6/6" in line for line in lines)
+    assert again["best"] == man["best"] and again["steps"] == 6
+
+
+def _copy(trained, tmp_path):
+    cfg, man, _ = trained
+    dst = tmp_path / "ckpt"
+    shutil.copytree(ranker_dir(cfg), dst)
+    return cfg, man, dst
+
+
+def test_another_base_model_is_refused(trained, tmp_path):
+    cfg, man, dst = _copy(trained, tmp_path)
+    # A real other model folder: the same weights file with a different config.
+    other = tmp_path / "other-llm"
+    shutil.copytree(Path(cfg.llm), other, symlinks=True)
+    conf = json.loads((other / "config.json").read_text())
+    conf["rope_theta"] = float(conf.get("rope_theta", 10000.0)) * 2
+    (other / "config.json").write_text(json.dumps(conf))
+    with pytest.raises(ckpt.RankerMismatchError, match="base_model") as e:
+        ckpt.load(dst, cfg.replace(llm=str(other)), retriever=man["retriever"])
+    assert str(dst) in str(e.value) and "train-ranker" in str(e.value)
+
+
+def test_another_template_is_refused(trained, tmp_path, monkeypatch):
+    cfg, man, dst = _copy(trained, tmp_path)
+    from llmrec.rank import model as model_mod
+
+    real = model_mod._template
+    monkeypatch.setattr(model_mod, "_template", lambda name: real(name) + "\nAnswer quickly.")
+    with pytest.raises(ckpt.RankerMismatchError, match="template"):
+        ckpt.load(dst, cfg, retriever=man["retriever"])
+
+
+def test_another_retriever_is_refused(trained, tmp_path):
+    cfg, man, dst = _copy(trained, tmp_path)
+    with pytest.raises(ckpt.RankerMismatchError, match="retriever"):
+        ckpt.load(dst, cfg, retriever={**man["retriever"], "weights": [0.5, 0.5]})
+
+
+def test_damaged_and_missing_checkpoints_are_model_errors(trained, tmp_path):
+    cfg, man, dst = _copy(trained, tmp_path)
+    with pytest.raises(ckpt.ModelError, match="missing manifest.json"):
+        ckpt.load(tmp_path / "nothing", cfg)
+    (dst / "projector.pt").write_bytes(b"not a checkpoint")
+    with pytest.raises(ckpt.ModelError, match="damaged"):
+        ckpt.load(dst, cfg, retriever=man["retriever"])
+
+
+@pytest.mark.parametrize("key,value", [("ranker_examples", 0), ("ranker_lr", 0.0), ("ranker_history", -1),
+                                       ("candidates", 1)])
+def test_bad_ranker_keys_name_the_key(base_cfg, tmp_path, key, value):
+    with pytest.raises(ConfigError, match=key):
+        params_from(tiny_cfg(tmp_path, base_cfg, **{key: value}))
