@@ -68,7 +68,9 @@ def build_metrics(cfg: Config, split: Split, results: dict, config_name: str = "
         if "sampled" in res:
             r = np.asarray(res["sampled"]["ranks"])
             hit = (r == 0).astype(float)
+            n_valid = res["sampled"]["valid"]
             m["sampled"][name] = {"HR@1": float(hit.mean()),
+                                  "HR@1_valid_only": float(hit.sum() / n_valid) if n_valid else None,
                                   "HR@1_ci": list(bootstrap_ci(hit, cfg.eval_bootstrap, cfg.seed)),
                                   "NDCG@5": float(per_user(r, (5,))["NDCG@5"].mean()),
                                   "valid_ratio": res["sampled"]["valid"] / max(len(r), 1), "users": int(len(r))}
@@ -87,6 +89,16 @@ def build_metrics(cfg: Config, split: Split, results: dict, config_name: str = "
             if name != ref and "full" in res and len(res["full"]["ranks"]) == len(results[ref]["full"]["ranks"]):
                 pu = per_user(np.asarray(res["full"]["ranks"]))
                 m["vs_reference"]["systems"][name] = {
+                    k: list(paired_diff_ci(pu[k], base[k], cfg.eval_bootstrap, cfg.seed)) for k in PAIRED}
+    base_name = cfg.eval_ranker_retriever
+    llm_systems = [n for n in results if n.startswith(f"{base_name}+")]
+    if llm_systems and base_name in results and "full" in results[base_name]:
+        base = per_user(np.asarray(results[base_name]["full"]["ranks"]))
+        m["vs_retriever"] = {"retriever": base_name, "systems": {}}
+        for name in llm_systems:
+            if "full" in results[name]:
+                pu = per_user(np.asarray(results[name]["full"]["ranks"]))
+                m["vs_retriever"]["systems"][name] = {
                     k: list(paired_diff_ci(pu[k], base[k], cfg.eval_bootstrap, cfg.seed)) for k in PAIRED}
     if split.name in PUBLISHED and not cfg.eval_max_users:
         m["published"] = PUBLISHED[split.name]
@@ -130,19 +142,45 @@ def markdown(metrics: dict) -> str:
             lines.append(f"| {name} | " + " | ".join(f"{d[k][0]:+.4f} [{d[k][1]:+.4f}, {d[k][2]:+.4f}]"
                                                      for k in PAIRED) + " |")
         lines.append("")
+    if metrics.get("vs_retriever", {}).get("systems"):
+        v = metrics["vs_retriever"]
+        lines += [f"LLM systems: paired difference against the retriever alone, `{v['retriever']}` (same users "
+                  "resampled together; 95% bootstrap interval):", "",
+                  "| system | " + " | ".join(f"Δ {k}" for k in PAIRED) + " |", "|---" * (len(PAIRED) + 1) + "|"]
+        for name, d in v["systems"].items():
+            lines.append(f"| {name} | " + " | ".join(f"{d[k][0]:+.4f} [{d[k][1]:+.4f}, {d[k][2]:+.4f}]"
+                                                     for k in PAIRED) + " |")
+        lines.append("")
+    bias = {n: d["position_bias"] for n, d in metrics["details"].items() if d.get("position_bias")}
+    if bias:
+        lines += ["LLM position bias (the same test users' candidates shown in the retriever's order, reversed and "
+                  "shuffled): Kendall's tau between the item rankings, and the share of users whose top pick is "
+                  "label A (uniform: 1/candidates):", "",
+                  "| ranker | users | tau (vs shuffled) | tau (vs reversed) | top = A: retriever order | reversed "
+                  "| shuffled |", "|---|---|---|---|---|---|---|"]
+        for name, b in bias.items():
+            a = b["top_is_A"]
+            lines.append(f"| {name} | {b['users']} | {b['kendall_tau_shuffled']:.3f} | {b['kendall_tau_reversed']:.3f} "
+                         f"| {a['retriever']:.3f} | {a['reversed']:.3f} | {a['shuffled']:.3f} |")
+        lines.append("")
     if metrics.get("published"):
         lines += ["Published (LlamaRec, Table 2, its \"ML-100k\" is ml-latest-small): " + "; ".join(
             f"{k}: NDCG@10 {v['NDCG@10']}, Recall@10 {v['Recall@10']}" for k, v in metrics["published"].items()), ""]
     if metrics["sampled"]:
         lines += ["## Sampled candidates (LLaRA protocol)", "",
                   f"{metrics['protocol']['sampled']['candidates']} candidates per user (target + negatives, "
-                  "fixed seed).", "", "| system | HR@1 | NDCG@5 | valid ratio |", "|---|---|---|---|"]
+                  "fixed seed). HR@1 counts an invalid answer as a miss; LLaRA's HR@1 divides by valid answers "
+                  "only (both shown).", "", "| system | HR@1 | HR@1 (valid answers only) | NDCG@5 | valid ratio |",
+                  "|---|---|---|---|---|"]
         for name, r in metrics["sampled"].items():
-            lines.append(f"| {name} | {_fmt(r['HR@1'], r['HR@1_ci'])} | {r['NDCG@5']:.4f} | {r['valid_ratio']:.3f} |")
+            vo = r.get("HR@1_valid_only")
+            lines.append(f"| {name} | {_fmt(r['HR@1'], r['HR@1_ci'])} | {'n/a' if vo is None else f'{vo:.4f}'} "
+                         f"| {r['NDCG@5']:.4f} | {r['valid_ratio']:.3f} |")
         lines.append("")
     lines += ["## Details", "", "| system | details |", "|---|---|"]
     for name, det in metrics["details"].items():
-        lines.append(f"| {name} | " + ", ".join(f"{k}={v}" for k, v in det.items() if k != "grid") + " |")
+        lines.append(f"| {name} | " + ", ".join(f"{k}={v}" for k, v in det.items()
+                                                 if k not in ("grid", "position_bias")) + " |")
     lines += ["", "Plots: `metrics_at10.png` (bars with 95% intervals), `recall_vs_k.png`.", ""]
     return "\n".join(lines)
 

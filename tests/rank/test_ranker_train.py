@@ -123,3 +123,43 @@ def test_damaged_and_missing_checkpoints_are_model_errors(trained, tmp_path):
 def test_bad_ranker_keys_name_the_key(base_cfg, tmp_path, key, value):
     with pytest.raises(ConfigError, match=key):
         params_from(tiny_cfg(tmp_path, base_cfg, **{key: value}))
+
+
+def test_harness_llm_systems_zero_shot_trained_and_fused(trained, tmp_path, monkeypatch):
+    import numpy as np
+
+    from llmrec.eval import llm_systems, runner
+
+    cfg, man, _ = trained
+    cfg = cfg.replace(eval_systems=["fusion"], eval_llm=["zero-shot", "trained"], eval_protocols=["full", "sampled"],
+                      eval_negatives=4, eval_llm_bias_users=3, eval_bootstrap=50)
+    logs: list[str] = []
+    monkeypatch.setattr(runner, "log", logs.append)
+    metrics = runner.run(cfg, tmp_path / "out")
+    for kind in ("zero-shot", "trained"):
+        name = f"fusion+{kind}"
+        assert metrics["results"][name]["users"] == 50
+        det = metrics["details"][name]
+        assert 0 < det["ranker_called"] < 50  # only users whose target is among the 5 candidates
+        b = det["position_bias"]
+        assert b["users"] == min(3, det["ranker_called"]) and -1 <= b["kendall_tau_shuffled"] <= 1 and 0 <= b["top_is_A"]["shuffled"] <= 1
+        assert 0 <= metrics["details"][f"{name}+fused"]["fusion_weight"] <= 1
+        assert set(metrics["vs_retriever"]["systems"]) >= {name, f"{name}+fused"}
+        assert metrics["sampled"][name]["valid_ratio"] == 1.0
+    assert metrics["details"]["fusion+trained"]["checkpoint"]["best"] == man["best"]
+    report = (tmp_path / "out" / "report.md").read_text()
+    assert "position bias" in report and "valid answers only" in report and "fusion+trained+fused" in report
+    # A rerun reads the cached log-probabilities (no LLM pass), and users whose target the retriever
+    # missed keep the retriever's rank.
+    logs.clear()
+    parts = tmp_path / "out" / "parts"
+    base = json.loads((parts / "fusion.json").read_text())
+    split = load_split(cfg)
+    again = llm_systems.run(cfg, split, split.users, parts, {"fusion": base}, logs.append)
+    assert not any(line.startswith(("[eval] valid:", "[eval] test:", "[eval] sampled:")) for line in logs)
+    r0 = np.asarray(base["full"]["ranks"])
+    for name in ("fusion+zero-shot", "fusion+trained+fused"):
+        r = np.asarray(again[name]["full"]["ranks"])
+        missed = r0 >= cfg.candidates
+        assert missed.any() and (r[missed] == r0[missed]).all()
+        assert (r[~missed] < cfg.candidates).all()
