@@ -115,19 +115,33 @@ def cmd_train_retriever(args) -> int:
 def cmd_train_ranker(args) -> int:
     import torch
 
-    from llmrec.eval.ranker import ranker_dir, train_for_split
+    log = lambda m: print(m, file=sys.stderr, flush=True)  # noqa: E731
+    if args.eval_config:  # the harness's split
+        from llmrec.eval.ranker import ranker_dir, train_for_split
 
-    cfg = Config.load(args.config, overrides={"home": args.home, "eval_max_users": args.max_users,
-                                              "ranker_dir": args.out})
-    _print_config(cfg)
-    if cfg.threads:
-        torch.set_num_threads(cfg.threads)
-    man = train_for_split(cfg, log=lambda m: print(m, file=sys.stderr, flush=True), fresh=args.fresh)
+        if args.config or args.data_dir:
+            raise ConfigError("give an eval config (the harness's split) or --data-dir/--dataset/--config "
+                              "(a store), not both")
+        cfg = Config.load(args.eval_config, overrides={"home": args.home, "eval_max_users": args.max_users,
+                                                       "ranker_dir": args.out, "llm": args.llm, "device": args.device})
+        _print_config(cfg)
+        if cfg.threads:
+            torch.set_num_threads(cfg.threads)
+        man, folder = train_for_split(cfg, log=log, fresh=args.fresh), ranker_dir(cfg)
+    else:  # the store, for recommend
+        from llmrec.rank.store import ranker_path, train_for_store
+
+        args.extra_overrides = {"ranker_dir": args.out}
+        cfg = _config(args)
+        _print_config(cfg)
+        if cfg.threads:
+            torch.set_num_threads(cfg.threads)
+        man, folder = train_for_store(cfg, log=log, fresh=args.fresh), ranker_path(cfg)
     b = man["best"]
     print(f"trained ranker ({'with' if man['soft_tokens'] else 'without'} soft tokens) in "
           f"{man['train_seconds'] / 60:.1f} min, {man['steps']} steps ({man['stopped']}); best validation "
           f"NDCG@10 {b['ndcg10']:.4f}, HR@1 {b['hr1']:.4f} at step {b['step']} over {man['valid_users']} users; "
-          f"checkpoint {ranker_dir(cfg)}")
+          f"checkpoint {folder}")
     return 0
 
 
@@ -176,11 +190,14 @@ def build_parser() -> argparse.ArgumentParser:
     tr.add_argument("--seeds", help="comma-separated seeds (default: config sasrec_seeds); several make an ensemble")
     tr.set_defaults(func=cmd_train_retriever)
 
-    rk = sub.add_parser("train-ranker", help="train the LLM ranker (LoRA + soft-token projector) on an eval config's split")
-    rk.add_argument("config", help="evaluation config YAML, e.g. eval/ml-latest-small.yaml")
-    rk.add_argument("--out", help="checkpoint folder (default: ranker_dir, else {home}/rankers/{dataset})")
-    rk.add_argument("--home", help="root of llmrec's files (models, trained retrievers and rankers)")
-    rk.add_argument("--max-users", type=int, help="keep only the first N users (overrides eval_max_users)")
+    rk = sub.add_parser("train-ranker", help="train the LLM ranker (LoRA + soft-token projector): on an eval "
+                        "config's split, or on a store for recommend")
+    rk.add_argument("eval_config", nargs="?", help="evaluation config YAML (e.g. eval/ml-latest-small.yaml): train "
+                    "on the harness's split; without it, train on the store (--data-dir/--dataset)")
+    _common(rk)
+    rk.add_argument("--out", help="checkpoint folder (default: ranker_dir, else {home}/rankers/{dataset} for an eval "
+                    "config, {data_dir}/ranker for a store)")
+    rk.add_argument("--max-users", type=int, help="eval config: keep only the first N users (eval_max_users)")
     rk.add_argument("--fresh", action="store_true", help="discard a resumable earlier run in the folder")
     rk.set_defaults(func=cmd_train_ranker)
 

@@ -95,6 +95,9 @@ class Config:
     true to the data); ``llm``: add one generated sentence per item, from a prompt holding only the
     cited items. The default 135M LLM writes weak, sometimes invented sentences: use ``llm`` with a
     larger model."""
+    ranker: str = "auto"
+    """``recommend``'s ranker: ``auto`` (the store's trained ranker, ``llmrec train-ranker --data-dir``, when
+    its checkpoint exists, else zero-shot), ``trained`` (required), ``zero-shot`` (the base LLM)."""
     explain_max_tokens: int = 40
     """Upper bound on generated explanation length, in tokens."""
     seed: int = 0
@@ -405,4 +408,6 @@ def _coerce(cfg: Config) -> Config:
         raise ConfigError(f"config key 'candidates' must be in 1..26 (one label letter each), got {cfg.candidates}")
     if cfg.explain not in ("llm", "grounded"):
         raise ConfigError(f"config key 'explain' must be 'llm' or 'grounded', got {cfg.explain!r}")
+    if cfg.ranker not in ("auto", "trained", "zero-shot"):
+        raise ConfigError(f"config key 'ranker' must be auto, trained or zero-shot, got {cfg.ranker!r}")
     return cfg

@@ -25,7 +25,7 @@ from llmrec.errors import (
 )
 from llmrec.ingest import INTERACTIONS_FILE, item_from_metadata, read_interactions
 from llmrec.rank.explain import cite, explain
-from llmrec.rank.verbalizer import verbalizer_rank
+from llmrec.rank.verbalizer import Ranking, verbalizer_rank
 from llmrec.retrieval.knn import top_scored
 from llmrec.retrieval.topk import MAX_K, topk
 from llmrec.retrieval.user_state import recency_weighted
@@ -58,6 +58,9 @@ class Recommendations:
     items: list[Recommendation]
     cold_start: bool = False
     retriever: str | None = None
+    ranker: str | None = None
+    """``trained`` (the store's checkpoint of ``llmrec train-ranker``), ``zero-shot``, or None (no LLM:
+    a cold-start answer)."""
 
     def to_dict(self) -> dict:
         """Plain data; a non-finite score (an item ranked past the LLM's labels) becomes None."""
@@ -66,7 +69,8 @@ class Recommendations:
             for key in ("score", "retrieval_score"):
                 if d[key] is not None and not math.isfinite(d[key]):
                     d[key] = None
-        return {"user": self.user, "cold_start": self.cold_start, "retriever": self.retriever, "items": items}
+        return {"user": self.user, "cold_start": self.cold_start, "retriever": self.retriever, "ranker": self.ranker,
+                "items": items}
 
     def to_json(self) -> str:
         """Strict JSON (no NaN or Infinity): see :meth:`to_dict`."""
@@ -260,7 +264,10 @@ class Recommender:
         rows, rscores, retriever = self._retrieve(hist, max(k, self.cfg.candidates))
         shown = [self.items[self.index[i]] for i in hist[-self.cfg.history_max:]]
         cands = [self.items[r] for r in rows[: self.cfg.candidates]]
-        while True:  # a prompt over the LLM's context: show less history (the most recent kept)
+        trained = self.trained_ranker
+        if trained is not None:
+            ranking = self._rank_trained(trained, hist, cands, rscores[: len(cands)])
+        while trained is None:  # a prompt over the LLM's context: show less history (the most recent kept)
             try:
                 ranking = verbalizer_rank(self.backend, shown, cands)
                 break
@@ -280,7 +287,38 @@ class Recommender:
             it = self.items[rows[p]]
             score = float(ranking.logprobs[p]) if p < len(cands) else float("-inf")
             out.append(Recommendation(it.id, it.title, score, r, text, [c.id for c in cs], float(rscores[p])))
-        return Recommendations(user, out, retriever=retriever)
+        return Recommendations(user, out, retriever=retriever, ranker="zero-shot" if trained is None else "trained")
+
+    @property
+    def trained_ranker(self):
+        """The store's trained ranker (:class:`~llmrec.rank.model.RankerModel`), loaded on first use;
+        None when ``ranker`` is ``zero-shot``, or ``auto`` without a checkpoint.
+
+        Raises:
+            RankerMismatchError: the checkpoint was trained for another base model, prompt template
+                or retriever (each difference named).
+            ModelError: ``ranker`` is ``trained`` and there is no checkpoint, or it is damaged."""
+        if not hasattr(self, "_trained"):
+            from llmrec.rank import checkpoint as ckpt
+            from llmrec.rank.store import ranker_path, retriever_identity
+
+            folder = ranker_path(self.cfg)
+            if self.cfg.ranker == "zero-shot" or (self.cfg.ranker == "auto" and not (folder / "manifest.json").exists()):
+                self._trained = None
+            else:
+                self._trained = ckpt.load(folder, self.cfg, retriever=retriever_identity(self.cfg, self.manifest))
+        return self._trained
+
+    def _rank_trained(self, model, hist: list[str], cands: list[Item], rscores: np.ndarray) -> Ranking:
+        """Order by the trained ranker fused with the retriever (the checkpoint's validation weight)."""
+        from llmrec.rank.fuse import fuse
+
+        n = self.cfg.ranker_history
+        shown = [self.items[self.index[i]] for i in hist[-n:]] if n else []
+        lp = model.score([(shown, cands)])[0]
+        w = (model.manifest.get("fusion") or {}).get("weight")
+        final = lp if w is None or len(cands) < 2 else fuse(lp, np.asarray(rscores, dtype=np.float64), w)
+        return Ranking(sorted(range(len(cands)), key=lambda i: (-final[i], i)), lp)
 
     def _cold_start(self, user, k: int) -> Recommendations:
         order = sorted(range(len(self.ids)), key=lambda r: (-self.popularity[r], r))[:k]

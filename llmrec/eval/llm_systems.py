@@ -32,36 +32,11 @@ from llmrec.errors import ConfigError
 from llmrec.eval.metrics import target_rank
 from llmrec.eval.protocols import sample_candidates
 from llmrec.eval.ranker import ranker_dir, retriever_for, train_for_split
+from llmrec.rank.fuse import choose_weight, fuse
+from llmrec.rank.fuse import ndcg10 as _ndcg
 from llmrec.rank.train import retrieve
 
 KINDS = ("zero-shot", "trained", "trained-text")
-WEIGHT_STEP = 0.05
-
-
-def _z(x: np.ndarray) -> np.ndarray:
-    x = np.asarray(x, dtype=np.float64)
-    sd = x.std(-1, keepdims=True)
-    return (x - x.mean(-1, keepdims=True)) / np.where(sd > 0, sd, 1.0)
-
-
-def fuse(llm: np.ndarray, retr: np.ndarray, w: float) -> np.ndarray:
-    """``w * z(llm) + (1 - w) * z(retr)``, z-scores over the last axis (each user's candidates)."""
-    return w * _z(llm) + (1 - w) * _z(retr)
-
-
-def _ndcg(scores: np.ndarray, pos: np.ndarray) -> float:
-    r = np.array([target_rank(s, p) for s, p in zip(scores, pos, strict=True)])
-    return float(np.where(r < 10, 1 / np.log2(r + 2.0), 0).mean()) if len(r) else 0.0
-
-
-def choose_weight(llm: np.ndarray, retr: np.ndarray, pos: np.ndarray) -> tuple[float, float]:
-    """The grid weight with the best NDCG@10 (first best wins, from w = 0) and that NDCG@10."""
-    best = (0.0, -1.0)
-    for w in np.round(np.arange(0, 1 + 1e-9, WEIGHT_STEP), 4):
-        v = _ndcg(fuse(llm, retr, float(w)), pos)
-        if v > best[1]:
-            best = (float(w), v)
-    return best
 
 
 def _model(kind: str, cfg: Config, identity: dict, log):

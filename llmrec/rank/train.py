@@ -31,6 +31,7 @@ from llmrec.errors import ConfigError
 from llmrec.eval.metrics import target_rank
 from llmrec.llm.projector import Projector, ProjectorSpec, embedding_rms
 from llmrec.rank import checkpoint as ckpt
+from llmrec.rank.fuse import choose_weight
 from llmrec.rank.model import RankerModel, template_hash
 
 PROBE = 8
@@ -103,12 +104,15 @@ class RankData:
 
 
 def retrieve(scorer, histories: list[list[int]], n: int, batch: int = 256) -> tuple[np.ndarray, np.ndarray]:
-    """The retriever's top ``n`` item indices [B, n] (best first, history masked) and their scores [B, n]."""
-    V = np.ascontiguousarray(scorer.item_vectors(), dtype=np.float32)
+    """The retriever's top ``n`` item indices [B, n] (best first, history masked) and their scores [B, n].
+
+    ``scorer``: ``scores(histories) -> [B, N]``, or ``user_vectors(histories)`` and ``item_vectors()``."""
+    V = None if hasattr(scorer, "scores") else np.ascontiguousarray(scorer.item_vectors(), dtype=np.float32)
     tops, vals = [], []
     for s in range(0, len(histories), batch):
         hs = histories[s:s + batch]
-        S = np.asarray(scorer.user_vectors(hs), dtype=np.float32) @ V.T
+        S = (np.array(scorer.scores(hs), dtype=np.float32) if V is None
+             else np.asarray(scorer.user_vectors(hs), dtype=np.float32) @ V.T)
         for b, h in enumerate(hs):
             S[b, h] = -np.inf
         idx = np.argsort(-S, axis=1, kind="stable")[:, :n]
@@ -148,37 +152,43 @@ def make_examples(data: RankData, p: RankerParams, rng: np.random.Generator) -> 
     return out
 
 
-def validation_set(data: RankData, p: RankerParams) -> list[tuple[list[int], list[int], int]]:
+def validation_set(data: RankData, p: RankerParams) -> list[tuple[list[int], list[int], int, np.ndarray]]:
     """Validation users whose target is among the retriever's top candidates (at most
-    ``p.valid_users``, in order): (shown history, candidates in the retriever's order, target position)."""
+    ``p.valid_users``, in order): (shown history, candidates in the retriever's order, target position,
+    the candidates' retriever scores)."""
     hists = [h for h, _ in data.valid]
-    top, _ = retrieve(data.scorer, hists, p.candidates)
+    top, sc = retrieve(data.scorer, hists, p.candidates)
     out = []
-    for (h, t), cands in zip(data.valid, top, strict=True):
+    for (h, t), cands, scores in zip(data.valid, top, sc, strict=True):
         c = [int(i) for i in cands]
         if t in c:
-            out.append((h[-p.history:] if p.history else [], c, c.index(t)))
+            out.append((h[-p.history:] if p.history else [], c, c.index(t), scores))
         if len(out) == p.valid_users:
             break
     return out
 
 
 def _batch(data: RankData, exs) -> list[tuple[list[Item], list[Item]]]:
-    return [([data.items[i] for i in h], [data.items[i] for i in c]) for h, c, _ in exs]
+    return [([data.items[i] for i in e[0]], [data.items[i] for i in e[1]]) for e in exs]
 
 
-def evaluate(model: RankerModel, data: RankData, exs, batch_size: int) -> dict:
-    """NDCG@10 and HR@1 of the target among the candidates, and the mean label cross-entropy."""
-    nd, hit, ce = [], [], []
+def evaluate(model: RankerModel, data: RankData, exs, batch_size: int, keep: bool = False) -> dict:
+    """NDCG@10 and HR@1 of the target among the candidates, and the mean label cross-entropy
+    (``keep``: also ``"logprobs"`` [B, n], the label log-probabilities)."""
+    nd, hit, ce, lps = [], [], [], []
     for s in range(0, len(exs), batch_size):
         part = exs[s:s + batch_size]
         lp = model.score(_batch(data, part))
-        for row, (_, _, pos) in zip(lp, part, strict=True):
-            r = target_rank(row, pos)
+        lps.extend(lp)
+        for row, e in zip(lp, part, strict=True):
+            r = target_rank(row, e[2])
             nd.append(1 / math.log2(r + 2) if r < 10 else 0.0)
             hit.append(float(r == 0))
-            ce.append(-row[pos])
-    return {"ndcg10": float(np.mean(nd)), "hr1": float(np.mean(hit)), "loss": float(np.mean(ce)), "users": len(exs)}
+            ce.append(-row[e[2]])
+    out = {"ndcg10": float(np.mean(nd)), "hr1": float(np.mean(hit)), "loss": float(np.mean(ce)), "users": len(exs)}
+    if keep:
+        out["logprobs"] = np.asarray(lps)
+    return out
 
 
 def _lora(llm, p: RankerParams):
@@ -253,7 +263,8 @@ def train_ranker(cfg: Config, data: RankData, out: str | Path, log=print, fresh:
     probe = examples[:PROBE]
     if state["best"] is None:
         state["probe_before"] = evaluate(model, data, probe, p.batch_size)["loss"]
-        base_eval = evaluate(model, data, valid, p.batch_size)
+        base_eval = evaluate(model, data, valid, p.batch_size, keep=True)
+        state["best_logprobs"] = base_eval.pop("logprobs")
         state["history"].append({"step": 0, **base_eval})
         state["best"] = {"step": 0, **base_eval}
         log(f"[ranker] step 0 (no training): validation NDCG@10 {base_eval['ndcg10']:.4f}, "
@@ -285,12 +296,13 @@ def train_ranker(cfg: Config, data: RankData, out: str | Path, log=print, fresh:
             log(f"[ranker] step {state['step']}/{total} (epoch {epoch + 1}), loss {recent:.4f}, "
                 f"{el / 60:.1f} min elapsed, ETA {rate * (total - state['step']) / 60:.1f} min (+ validations)")
         if state["step"] % eval_steps == 0 or state["step"] == total:
-            ev = evaluate(model, data, valid, p.batch_size)
+            ev = evaluate(model, data, valid, p.batch_size, keep=True)
+            lps = ev.pop("logprobs")
             state["history"].append({"step": state["step"], "train_loss": float(np.mean(state["losses"][-eval_steps:])),
                                      **ev})
             better = ev["ndcg10"] > state["best"]["ndcg10"]
             if better:
-                state["best"], state["bad"] = {"step": state["step"], **ev}, 0
+                state["best"], state["bad"], state["best_logprobs"] = {"step": state["step"], **ev}, 0, lps
             else:
                 state["bad"] += 1
             log(f"[ranker] step {state['step']}: validation NDCG@10 {ev['ndcg10']:.4f}, HR@1 {ev['hr1']:.4f}, "
@@ -308,6 +320,13 @@ def train_ranker(cfg: Config, data: RankData, out: str | Path, log=print, fresh:
     state["stopped"] = state["stopped"] or f"budget: {p.examples} examples x {p.epochs} epoch(s)"
     state["seconds"] = time.time() - t0
     probe_after = evaluate(model, data, probe, p.batch_size)["loss"]
+    if state.get("best_logprobs") is None:  # a run resumed from an older llmrec: score the best again
+        state["best_logprobs"] = evaluate(ckpt_model(model, resume / "best"), data, valid, p.batch_size,
+                                          keep=True)["logprobs"]
+    w, w_ndcg = choose_weight(np.asarray(state["best_logprobs"]), np.array([e[3] for e in valid]),
+                              np.array([e[2] for e in valid]))
+    log(f"[ranker] fusion with the retriever: weight {w} on the LLM (validation NDCG@10 {w_ndcg:.4f}; "
+        f"LLM alone {state['best']['ndcg10']:.4f})")
     log(f"[ranker] cross-entropy on {len(probe)} training examples: {state.get('probe_before', float('nan')):.4f} "
         f"before training, {probe_after:.4f} after")
     manifest = {"format": ckpt.FORMAT, **identity, "params": asdict(p), "n_items": len(data.items),
@@ -315,12 +334,24 @@ def train_ranker(cfg: Config, data: RankData, out: str | Path, log=print, fresh:
                 "best": state["best"], "history": state["history"], "stopped": state["stopped"],
                 "cap_hit": state["stopped"].startswith("safety cap"), "steps": state["step"],
                 "train_seconds": round(state["seconds"], 1), "wall_seconds": round(time.time() - t_start, 1),
+                "fusion": {"weight": w, "valid_ndcg10": w_ndcg},
                 "train_probe_loss": {"examples": len(probe), "before": state.get("probe_before"), "after": probe_after},
                 "lora_targets": LORA_TARGETS, "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
     _finalise(out, resume / "best", data, vectors, manifest)
     log(f"[ranker] best validation NDCG@10 {state['best']['ndcg10']:.4f} at step {state['best']['step']} "
         f"({state['stopped']}); checkpoint {out}")
     return manifest
+
+
+def ckpt_model(model: RankerModel, best: Path) -> RankerModel:
+    """``model`` with the adapter and projector saved in ``best`` loaded in place (for scoring)."""
+    from peft import set_peft_model_state_dict
+    from safetensors.torch import load_file
+
+    set_peft_model_state_dict(model.llm, load_file(str(best / "adapter" / "adapter_model.safetensors")))
+    if model.projector is not None:
+        model.projector.load_state_dict(torch.load(best / "projector.pt", weights_only=False)["weights"])
+    return model
 
 
 def _trainable(model: RankerModel) -> dict:
