@@ -68,8 +68,9 @@ class RankerModel(torch.nn.Module):
         self.llm, self.tokenizer, self.projector = llm, tokenizer, projector
         if projector is not None and (vectors is None or index is None):
             raise ValueError("a projector needs the item vectors and their index")
+        device = llm.get_input_embeddings().weight.device
         self.register_buffer("vectors", torch.as_tensor(vectors if vectors is not None else np.zeros((0, 1)),
-                                                        dtype=torch.float32), persistent=False)
+                                                        dtype=torch.float32, device=device), persistent=False)
         self.index = dict(index or {})
         self.label_ids = [self._single_token(c) for c in LABELS]
         self._piece_cache: dict[str, torch.Tensor] = {}
