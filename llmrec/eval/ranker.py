@@ -2,7 +2,8 @@
 
 ``llmrec train-ranker CONFIG`` trains on the split of ``llmrec eval CONFIG`` (training sequences
 only; validation users select the checkpoint), with candidates from ``eval_ranker_retriever``
-(``fusion``, ``sasrec-ensemble``, ``sasrec[seed=N]``, ``ease``, ``item-knn``) trained on that same
+(``fusion``, ``sasrec`` (the validation-best seed), ``sasrec-ensemble``, ``sasrec[seed=N]``, ``ease``,
+``item-knn``) trained on that same
 split, and soft-token inputs from the SASRec seeds' item vectors (concatenated).
 """
 
@@ -17,7 +18,7 @@ from llmrec.errors import ConfigError
 from llmrec.rank.train import RankData, train_ranker
 from llmrec.retrieval import sasrec as sasrec_mod
 
-RETRIEVERS = ("fusion", "sasrec-ensemble", "ease", "item-knn")
+RETRIEVERS = ("fusion", "sasrec", "sasrec-ensemble", "ease", "item-knn")
 
 
 def ranker_dir(cfg: Config, soft_tokens: bool | None = None) -> Path:
@@ -47,7 +48,11 @@ def retriever_for(cfg: Config, split: Split, log=None) -> tuple[object, dict, ob
         raise ConfigError(f"eval_ranker_retriever {name!r} cannot feed a ranker; use one of "
                           f"{', '.join(RETRIEVERS)} or sasrec[seed=N]")
     seeds = list(cfg.sasrec_seeds)
-    members = [runner.train_or_load_sasrec(cfg, split, s)[0] for s in seeds]
+    loaded = [runner.train_or_load_sasrec(cfg, split, s) for s in seeds]
+    members = [m for m, _ in loaded]
+    if name == "sasrec":  # the seed with the best validation NDCG@10, as the harness reports it
+        best = max(range(len(seeds)), key=lambda n: loaded[n][1]["valid_ndcg10"])
+        name = f"sasrec[seed={seeds[best]}]"
     vectors = sasrec_mod.EnsembleRetriever(members).item_vectors()
     identity = {"kind": name, "split": split.fingerprint(), "sasrec_seeds": seeds,
                 "sasrec_sha256": [_sha(runner.retriever_dir(cfg) / f"seed{s}" / "sasrec.pt") for s in seeds]}
@@ -73,7 +78,9 @@ def rank_data(cfg: Config, split: Split, log=None) -> RankData:
 def train_for_split(cfg: Config, log=print, fresh: bool = False) -> dict:
     """Train (or resume) the harness ranker of ``cfg``; returns its manifest."""
     from llmrec.eval.runner import load_split
+    from llmrec.rank.train import params_from
 
+    params_from(cfg)  # bad ranker_* keys fail before any data is loaded
     split = load_split(cfg)
     data = rank_data(cfg, split, log)
     return train_ranker(cfg, data, ranker_dir(cfg), log=log, fresh=fresh)

@@ -73,7 +73,9 @@ def store_rank_data(rec) -> RankData:
 
 def train_for_store(cfg, log=print, fresh: bool = False) -> dict:
     """Train (or resume) the store's ranker; returns its manifest."""
+    from llmrec.rank.train import params_from
     from llmrec.recommender import Recommender
 
+    params_from(cfg)  # bad ranker_* keys fail before the store is loaded
     rec = Recommender.load(config=cfg)
     return train_ranker(cfg, store_rank_data(rec), ranker_path(cfg), log=log, fresh=fresh)
