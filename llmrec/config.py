@@ -385,9 +385,12 @@ def _coerce(cfg: Config) -> Config:
                 v = float(v)
             elif kind.startswith("str"):
                 v = str(v)
-            elif kind.startswith("list") and isinstance(v, str):  # env: comma-separated
+            elif kind.startswith("list") and isinstance(v, str):  # env: comma-separated, brackets optional
                 item = int if "int" in kind else str
-                v = [item(x.strip()) for x in v.split(",") if x.strip()]
+                text = v.strip()
+                if text.startswith("[") and text.endswith("]"):
+                    text = text[1:-1]
+                v = [item(x.strip().strip("'\"")) for x in text.split(",") if x.strip()]
         except (TypeError, ValueError, OverflowError) as e:
             raise ConfigError(f"config key {f.name!r}: cannot read {v!r} as {kind}") from e
         setattr(cfg, f.name, v)

@@ -14,6 +14,9 @@ REPO = Path(__file__).resolve().parents[2]
 def test_list_keys_from_environment():
     cfg = Config.load(env={"LLMREC_SASREC_SEEDS": "3, 4", "LLMREC_EVAL_SYSTEMS": "most-popular,item-knn"})
     assert cfg.sasrec_seeds == [3, 4] and cfg.eval_systems == ["most-popular", "item-knn"]
+    # the YAML spelling works too
+    cfg = Config.load(env={"LLMREC_SASREC_SEEDS": "[3, 4]", "LLMREC_EVAL_LLM": "['zero-shot', trained]"})
+    assert cfg.sasrec_seeds == [3, 4] and cfg.eval_llm == ["zero-shot", "trained"]
 
 
 @pytest.mark.parametrize("name", ["ml-latest-small", "ml-100k", "ci-small"])
