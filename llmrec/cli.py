@@ -139,9 +139,10 @@ def cmd_train_ranker(args) -> int:
         man, folder = train_for_store(cfg, log=log, fresh=args.fresh), ranker_path(cfg)
     b = man["best"]
     print(f"trained ranker ({'with' if man['soft_tokens'] else 'without'} soft tokens) in "
-          f"{man['train_seconds'] / 60:.1f} min, {man['steps']} steps ({man['stopped']}); best validation "
-          f"NDCG@10 {b['ndcg10']:.4f}, HR@1 {b['hr1']:.4f} at step {b['step']} over {man['valid_users']} users; "
-          f"checkpoint {folder}")
+          f"{man['train_seconds'] / 60:.1f} min, {man['steps']} steps ({man['stopped']}); best at step {b['step']}: "
+          f"validation NDCG@10 fused {b['fused_ndcg10']:.4f} (weight {b['fusion_weight']} on the LLM; the retriever "
+          f"alone {man['fusion']['retriever_valid_ndcg10']:.4f}), LLM alone {b['ndcg10']:.4f}, HR@1 {b['hr1']:.4f}, "
+          f"over {man['valid_users']} users; checkpoint {folder}")
     return 0
 
 

@@ -7,7 +7,9 @@ each user's training sequence (its later positions), the candidates are the retr
 when the retriever missed it), and their order is shuffled per example so that no label position
 carries the answer. Validation users (training history -> validation target, candidates in the
 retriever's order, users whose target is among them) choose the best checkpoint and stop training
-early. Parameter-efficient: LoRA (``peft``) on the attention and MLP projections of the top
+early, by the NDCG@10 of the order ``recommend`` serves: the LLM fused with the retriever at the
+weight best for that checkpoint (:mod:`llmrec.rank.fuse`; step 0, the untrained model, competes too,
+so a checkpoint is kept only when it adds to the retriever on validation). Parameter-efficient: LoRA (``peft``) on the attention and MLP projections of the top
 ``lora_layers`` layers (0: all), plus the soft-token projector (LLaRA, Liao et al. 2024) when
 ``soft_tokens`` is on. Budgeted by examples and epochs; ``max_minutes`` is only a safety cap, and
 a run it stops says so. Resumable: the state after every validation is kept under ``resume/``.
@@ -31,7 +33,7 @@ from llmrec.errors import ConfigError
 from llmrec.eval.metrics import target_rank
 from llmrec.llm.projector import Projector, ProjectorSpec, embedding_rms
 from llmrec.rank import checkpoint as ckpt
-from llmrec.rank.fuse import choose_weight
+from llmrec.rank.fuse import choose_weight, ndcg10
 from llmrec.rank.model import RankerModel, template_hash
 
 PROBE = 8
@@ -191,6 +193,15 @@ def evaluate(model: RankerModel, data: RankData, exs, batch_size: int, keep: boo
     return out
 
 
+def validate(model: RankerModel, data: RankData, valid, batch_size: int) -> tuple[dict, np.ndarray]:
+    """:func:`evaluate` on the validation users plus ``fused_ndcg10`` / ``fusion_weight`` (the LLM fused
+    with the retriever at the best grid weight); returns (metrics, label log-probabilities [B, n])."""
+    ev = evaluate(model, data, valid, batch_size, keep=True)
+    lps = ev.pop("logprobs")
+    w, fused = choose_weight(lps, np.array([e[3] for e in valid]), np.array([e[2] for e in valid]))
+    return {**ev, "fused_ndcg10": fused, "fusion_weight": w}, lps
+
+
 def _lora(llm, p: RankerParams):
     from peft import LoraConfig, get_peft_model
 
@@ -221,13 +232,15 @@ def train_ranker(cfg: Config, data: RankData, out: str | Path, log=print, fresh:
     if p.soft_tokens and vectors is None:
         raise ConfigError("ranker_soft_tokens is on but the retriever gives no item vectors")
     identity = {"base_model": ckpt.base_identity(cfg), "template": template_hash(), "retriever": data.retriever}
-    key = {"params": asdict(p), **identity, "n_items": len(data.items)}
+    key = {"params": asdict(p), **identity, "n_items": len(data.items), "selection": "fused_ndcg10"}
     examples = make_examples(data, p, rng)
     valid = validation_set(data, p)
     if not valid:
         raise ConfigError("no validation user has the target among the retriever's candidates")
+    retriever_ndcg = ndcg10(np.array([e[3] for e in valid]), np.array([e[2] for e in valid]))
     log(f"[ranker] {len(examples)} training examples x {p.epochs} epoch(s), {len(valid)} validation users, "
-        f"soft tokens {'on' if vectors is not None else 'off'}")
+        f"soft tokens {'on' if vectors is not None else 'off'}; the retriever alone: validation NDCG@10 "
+        f"{retriever_ndcg:.4f}")
 
     llm, tok = ckpt.load_base(cfg)
     llm = _lora(llm, p)
@@ -247,7 +260,8 @@ def train_ranker(cfg: Config, data: RankData, out: str | Path, log=print, fresh:
         opt, lambda s: min(1.0, (s + 1) / warm) * max(0.05, 1 - max(0, s - warm) / max(1, total - warm)))
 
     resume = out / "resume"
-    state = {"step": 0, "best": None, "bad": 0, "history": [], "seconds": 0.0, "stopped": None}
+    state = {"step": 0, "best": None, "bad": 0, "history": [], "seconds": 0.0, "stopped": None,
+             "retriever_ndcg10": retriever_ndcg}
     if fresh and resume.exists():
         shutil.rmtree(resume)
     if (resume / "state.pt").exists():
@@ -263,12 +277,12 @@ def train_ranker(cfg: Config, data: RankData, out: str | Path, log=print, fresh:
     probe = examples[:PROBE]
     if state["best"] is None:
         state["probe_before"] = evaluate(model, data, probe, p.batch_size)["loss"]
-        base_eval = evaluate(model, data, valid, p.batch_size, keep=True)
-        state["best_logprobs"] = base_eval.pop("logprobs")
+        base_eval, _ = validate(model, data, valid, p.batch_size)
         state["history"].append({"step": 0, **base_eval})
         state["best"] = {"step": 0, **base_eval}
-        log(f"[ranker] step 0 (no training): validation NDCG@10 {base_eval['ndcg10']:.4f}, "
-            f"HR@1 {base_eval['hr1']:.4f}")
+        log(f"[ranker] step 0 (no training): validation NDCG@10 fused {base_eval['fused_ndcg10']:.4f} "
+            f"(weight {base_eval['fusion_weight']}), LLM alone {base_eval['ndcg10']:.4f}, HR@1 {base_eval['hr1']:.4f}, "
+            f"loss {base_eval['loss']:.4f}")
         _save_resume(resume, model, opt, sched, state, key, best=True)
 
     steps_per_epoch = math.ceil(len(examples) / p.batch_size)
@@ -296,19 +310,19 @@ def train_ranker(cfg: Config, data: RankData, out: str | Path, log=print, fresh:
             log(f"[ranker] step {state['step']}/{total} (epoch {epoch + 1}), loss {recent:.4f}, "
                 f"{el / 60:.1f} min elapsed, ETA {rate * (total - state['step']) / 60:.1f} min (+ validations)")
         if state["step"] % eval_steps == 0 or state["step"] == total:
-            ev = evaluate(model, data, valid, p.batch_size, keep=True)
-            lps = ev.pop("logprobs")
+            ev, _ = validate(model, data, valid, p.batch_size)
             state["history"].append({"step": state["step"], "train_loss": float(np.mean(state["losses"][-eval_steps:])),
                                      **ev})
-            better = ev["ndcg10"] > state["best"]["ndcg10"]
+            better = ev["fused_ndcg10"] > state["best"]["fused_ndcg10"]
             if better:
-                state["best"], state["bad"], state["best_logprobs"] = {"step": state["step"], **ev}, 0, lps
+                state["best"], state["bad"] = {"step": state["step"], **ev}, 0
             else:
                 state["bad"] += 1
-            log(f"[ranker] step {state['step']}: validation NDCG@10 {ev['ndcg10']:.4f}, HR@1 {ev['hr1']:.4f}, "
-                f"loss {ev['loss']:.4f}" + (" (best)" if better else f" (best {state['best']['ndcg10']:.4f})"))
+            log(f"[ranker] step {state['step']}: validation NDCG@10 fused {ev['fused_ndcg10']:.4f} (weight "
+                f"{ev['fusion_weight']}), LLM alone {ev['ndcg10']:.4f}, HR@1 {ev['hr1']:.4f}, loss {ev['loss']:.4f}"
+                + (" (best)" if better else f" (best {state['best']['fused_ndcg10']:.4f} at step {state['best']['step']})"))
             if state["bad"] >= p.patience:
-                state["stopped"] = f"early stopping: {p.patience} validations without a better NDCG@10"
+                state["stopped"] = f"early stopping: {p.patience} validations without a better fused NDCG@10"
             state["seconds"] = time.time() - t0
             _save_resume(resume, model, opt, sched, state, key, best=better)
         if state["stopped"] is None and (time.time() - t0) / 60 > p.max_minutes:
@@ -320,13 +334,9 @@ def train_ranker(cfg: Config, data: RankData, out: str | Path, log=print, fresh:
     state["stopped"] = state["stopped"] or f"budget: {p.examples} examples x {p.epochs} epoch(s)"
     state["seconds"] = time.time() - t0
     probe_after = evaluate(model, data, probe, p.batch_size)["loss"]
-    if state.get("best_logprobs") is None:  # a run resumed from an older llmrec: score the best again
-        state["best_logprobs"] = evaluate(ckpt_model(model, resume / "best"), data, valid, p.batch_size,
-                                          keep=True)["logprobs"]
-    w, w_ndcg = choose_weight(np.asarray(state["best_logprobs"]), np.array([e[3] for e in valid]),
-                              np.array([e[2] for e in valid]))
+    w, w_ndcg = state["best"]["fusion_weight"], state["best"]["fused_ndcg10"]
     log(f"[ranker] fusion with the retriever: weight {w} on the LLM (validation NDCG@10 {w_ndcg:.4f}; "
-        f"LLM alone {state['best']['ndcg10']:.4f})")
+        f"LLM alone {state['best']['ndcg10']:.4f}; the retriever alone {state['retriever_ndcg10']:.4f})")
     log(f"[ranker] cross-entropy on {len(probe)} training examples: {state.get('probe_before', float('nan')):.4f} "
         f"before training, {probe_after:.4f} after")
     manifest = {"format": ckpt.FORMAT, **identity, "params": asdict(p), "n_items": len(data.items),
@@ -334,24 +344,13 @@ def train_ranker(cfg: Config, data: RankData, out: str | Path, log=print, fresh:
                 "best": state["best"], "history": state["history"], "stopped": state["stopped"],
                 "cap_hit": state["stopped"].startswith("safety cap"), "steps": state["step"],
                 "train_seconds": round(state["seconds"], 1), "wall_seconds": round(time.time() - t_start, 1),
-                "fusion": {"weight": w, "valid_ndcg10": w_ndcg},
+                "fusion": {"weight": w, "valid_ndcg10": w_ndcg, "retriever_valid_ndcg10": state["retriever_ndcg10"]},
                 "train_probe_loss": {"examples": len(probe), "before": state.get("probe_before"), "after": probe_after},
                 "lora_targets": LORA_TARGETS, "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
     _finalise(out, resume / "best", data, vectors, manifest)
     log(f"[ranker] best validation NDCG@10 {state['best']['ndcg10']:.4f} at step {state['best']['step']} "
         f"({state['stopped']}); checkpoint {out}")
     return manifest
-
-
-def ckpt_model(model: RankerModel, best: Path) -> RankerModel:
-    """``model`` with the adapter and projector saved in ``best`` loaded in place (for scoring)."""
-    from peft import set_peft_model_state_dict
-    from safetensors.torch import load_file
-
-    set_peft_model_state_dict(model.llm, load_file(str(best / "adapter" / "adapter_model.safetensors")))
-    if model.projector is not None:
-        model.projector.load_state_dict(torch.load(best / "projector.pt", weights_only=False)["weights"])
-    return model
 
 
 def _trainable(model: RankerModel) -> dict:
