@@ -190,19 +190,22 @@ class Recommender:
         rows, scores, _ = self._retrieve(history, n)
         return rows, scores
 
-    def _retrieve(self, history: list[str], n: int) -> tuple[np.ndarray, np.ndarray, str]:
+    def _retrieve(self, history: list[str], n: int, skip: frozenset = frozenset()) -> tuple[np.ndarray, np.ndarray, str]:
         """Collaborative candidates (the trained retriever, else item-kNN) from the history items it
         knows; content (text-vector) candidates fill what it cannot give (no known history item, or
-        fewer than ``n`` items it can score). Returns (store rows, scores, retriever name):
+        fewer than ``n`` items it can score). ``skip``: further store rows never returned (besides
+        the history). Returns (store rows, scores, retriever name):
         ``sasrec``/``sasrec-ensemble``/``item-knn``, ``+text`` when content filled some slots,
         ``text`` when only content was used."""
         rows = [self.index[i] for i in history]
-        seen = set(rows)
-        n = min(n, MAX_K, len(self.ids) - len(seen))
         known = [self._r_pos[r] for r in rows if r in self._r_pos]
+        seen = set(rows) | set(skip)
+        n = min(n, MAX_K, len(self.ids) - len(seen))
         got_rows, got_scores, name = np.zeros(0, np.int64), np.zeros(0, np.float32), "text"
+        if n < 1:
+            return got_rows, got_scores, name
         if known:
-            excl = sorted(set(known))
+            excl = sorted(set(known) | {self._r_pos[r] for r in skip if r in self._r_pos})
             if self.retriever is not None:
                 m = min(n, len(self._r_rows) - len(excl))
                 if m >= 1 and hasattr(self.retriever, "scores"):  # fusion: dense fused scores, exact sort
@@ -226,25 +229,45 @@ class Recommender:
         name = "text" if not len(got_rows) else f"{name}+text"
         return (np.concatenate([got_rows, idx[0].numpy()]), np.concatenate([got_scores, scores[0].numpy()]), name)
 
-    def recommend(self, user_id=None, k: int | None = None, history: list | None = None) -> Recommendations:
+    def recommend(self, user_id=None, k: int | None = None, history: list | None = None, *,
+                  exclude=None, query_vector=None, query_weight: float = 0.5) -> Recommendations:
         """Top-``k`` items for a stored user, or for an explicit ``history`` of item ids (oldest first).
 
         An item seen more than once counts once, at its latest position. Fewer than ``k`` items come
         back when the catalog has fewer unseen items (and at most 128, llmrec.topk's limit); none
         when the history covers the catalog.
 
+        Keyword-only (the chat session's; without them the behaviour is the above):
+            exclude: item ids never returned, besides the history (e.g. items already shown).
+            query_vector: float [d], a free-text query encoded by the store's text encoder (the space
+                of ``self.vectors``; normalised here). It biases the candidates: the pool is the
+                retriever's top 128 plus the query's own top ``max(k, candidates)`` by cosine; each
+                pool item scores ``(1 - query_weight) * z(-p) + query_weight * z(cosine to the query)``,
+                p its place in the retriever's order (0 = best; an item only the query found: the
+                pool's retriever size), z standardised over the pool; the best ``max(k, candidates)``
+                go to the ranker;
+                ``retrieval_score`` is then that blend and ``retriever`` ends in ``+query``. With an
+                empty history the answer is the items closest to the query (``cold_start`` true,
+                ``retriever`` ``query``, ``score`` the cosine), not the most popular ones.
+            query_weight: in [0, 1], the query's share of the blend.
+
         Raises:
             UnknownUserError: ``user_id`` has no stored interactions.
-            UnknownItemError: ``history`` names an item not in the store.
+            UnknownItemError: ``history`` or ``exclude`` names an item not in the store.
             RequestError (a ValueError): both or neither of ``user_id`` and ``history`` given,
-                ``history`` not a list of item ids (e.g. one string), or ``k`` not an integer >= 1.
+                ``history`` or ``exclude`` not a collection of item ids (e.g. one string), ``k`` not an
+                integer >= 1, ``query_vector`` not a finite non-zero vector of the item vectors'
+                dimension, or ``query_weight`` outside [0, 1].
             PromptTooLongError: the ranking prompt exceeds the LLM's context even with one history
                 item (older history items are dropped from the prompt first).
         """
         if (user_id is None) == (history is None):
             raise RequestError("give exactly one of user_id or history")
-        if history is not None and (isinstance(history, (str, bytes)) or not hasattr(history, "__iter__")):
-            raise RequestError(f"history must be a list of item ids, got {type(history).__name__} {history!r}")
+        for name, value in (("history", history), ("exclude", exclude)):
+            if value is not None and (isinstance(value, (str, bytes)) or not hasattr(value, "__iter__")):
+                raise RequestError(f"{name} must be a list of item ids, got {type(value).__name__} {value!r}")
+        skip = frozenset(self.index[self.item(i).id] for i in exclude) if exclude is not None else frozenset()
+        query = None if query_vector is None else self._query(query_vector, query_weight)
         k = self.cfg.k if k is None else k
         try:
             ok = not isinstance(k, bool) and operator.index(k) >= 1
@@ -256,12 +279,15 @@ class Recommender:
         hist = self.history_of(user_id) if user_id is not None else [self.item(i).id for i in history]
         hist = list(dict.fromkeys(reversed(hist)))[::-1]  # each item once, at its latest position
         user = None if user_id is None else str(user_id)
-        seen = set(hist)
+        seen = {self.index[i] for i in hist}
         if not hist:
-            return self._cold_start(user, k)
-        if len(seen) >= len(self.ids):
+            return self._cold_start(user, k, skip) if query is None else self._query_start(user, k, skip, query)
+        if len(seen | skip) >= len(self.ids):
             return Recommendations(user, [])
-        rows, rscores, retriever = self._retrieve(hist, max(k, self.cfg.candidates))
+        if query is None:
+            rows, rscores, retriever = self._retrieve(hist, max(k, self.cfg.candidates), skip)
+        else:
+            rows, rscores, retriever = self._retrieve_with_query(hist, max(k, self.cfg.candidates), skip, *query)
         shown = [self.items[self.index[i]] for i in hist[-self.cfg.history_max:]]
         cands = [self.items[r] for r in rows[: self.cfg.candidates]]
         trained = self.trained_ranker
@@ -320,8 +346,58 @@ class Recommender:
         final = lp if w is None or len(cands) < 2 else fuse(lp, np.asarray(rscores, dtype=np.float64), w)
         return Ranking(sorted(range(len(cands)), key=lambda i: (-final[i], i)), lp)
 
-    def _cold_start(self, user, k: int) -> Recommendations:
-        order = sorted(range(len(self.ids)), key=lambda r: (-self.popularity[r], r))[:k]
+    def _query(self, query_vector, weight) -> tuple[np.ndarray, float]:
+        """The checked, L2-normalised query vector float32 [d] and its weight (see :meth:`recommend`)."""
+        try:
+            q = np.asarray(query_vector, dtype=np.float32).reshape(-1)
+            w = float(weight)
+        except (TypeError, ValueError) as e:
+            raise RequestError(f"query_vector must be a vector of numbers and query_weight a number: {e}") from None
+        norm = float(np.linalg.norm(q)) if q.size else 0.0
+        if q.shape != (self.vectors.shape[1],) or not math.isfinite(norm) or norm == 0:
+            raise RequestError(f"query_vector must be a finite non-zero vector of {self.vectors.shape[1]} numbers "
+                               f"(the store's text vectors), got shape {tuple(q.shape)}")
+        if not 0 <= w <= 1:
+            raise RequestError(f"query_weight must be in [0, 1], got {weight!r}")
+        return q / norm, w
+
+    def _retrieve_with_query(self, history: list[str], n: int, skip: frozenset, q: np.ndarray,
+                             w: float) -> tuple[np.ndarray, np.ndarray, str]:
+        """The best ``n`` of the retriever's top ``MAX_K`` plus the query's top ``n``, by the blend of
+        the standardised retriever order and query cosines (see :meth:`recommend`)."""
+        rows, _, name = self._retrieve(history, MAX_K, skip)
+        place = np.arange(len(rows), dtype=np.float64)  # the retriever's order (its scores may mix scales)
+        taken = {self.index[i] for i in history} | set(skip) | set(rows.tolist())
+        m = min(n, len(self.ids) - len(taken))
+        if m >= 1:
+            _, idx = topk(q[None], self.vectors, m, exclude=[sorted(taken)])
+            extra = idx[0].numpy()
+            rows = np.concatenate([rows, extra])
+            place = np.concatenate([place, np.full(len(extra), float(len(place)))])
+
+        def z(x: np.ndarray) -> np.ndarray:
+            sd = float(x.std())
+            return (x - x.mean()) / sd if sd > 0 else np.zeros_like(x)
+
+        blend = (1 - w) * z(-place) + w * z((self.vectors[rows] @ q).astype(np.float64))
+        order = np.lexsort((rows, -blend))[:n]
+        return rows[order], blend[order].astype(np.float32), f"{name}+query"
+
+    def _query_start(self, user, k: int, skip: frozenset, q: tuple[np.ndarray, float]) -> Recommendations:
+        """No history, a query: the items closest to it (cosine), best first."""
+        k = min(k, MAX_K, len(self.ids) - len(skip))
+        if k < 1:
+            return Recommendations(user, [], cold_start=True, retriever="query")
+        scores, idx = topk(q[0][None], self.vectors, k, exclude=[sorted(skip)])
+        return Recommendations(user, [
+            Recommendation(self.ids[r], self.items[r].title, float(s), n,
+                           f"Close to what you asked for (text similarity {s:.2f}); "
+                           "there is no history to personalise on yet.")
+            for n, (r, s) in enumerate(zip(idx[0].tolist(), scores[0].tolist(), strict=True), 1)
+        ], cold_start=True, retriever="query")
+
+    def _cold_start(self, user, k: int, skip: frozenset = frozenset()) -> Recommendations:
+        order = [r for r in sorted(range(len(self.ids)), key=lambda r: (-self.popularity[r], r)) if r not in skip][:k]
         return Recommendations(user, [
             Recommendation(self.ids[r], self.items[r].title, float(self.popularity[r]), n,
                            f"Popular with other users ({self.popularity[r]} interactions); "

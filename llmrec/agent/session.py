@@ -1,0 +1,373 @@
+"""``ChatSession``: a multi-turn conversation over a :class:`~llmrec.recommender.Recommender`.
+
+Each message is parsed deterministically (:mod:`llmrec.agent.parse`, titles resolved by
+:class:`~llmrec.agent.titles.TitleIndex` over the store's items); the session profile accumulates
+liked items (the history handed to ``Recommender.recommend``, oldest first), disliked and excluded
+items, every item shown, and the latest free-text query. Recommendations come from
+``recommend(history=liked, k=page_size, exclude=..., query_vector=...)``, reranked and explained as
+``recommend`` does; nothing shown, excluded or disliked comes back, so "show more" is the next page.
+
+Free text ("something tense but not gory", genre words) goes through the store's text encoder
+(``Config.text_encoder``, the model the item vectors were made with): the query vector is the
+encoding of the query text plus ``"Genres: ..."`` for the genres asked for (item documents read
+``"Title. Genres: ..."``), minus half the encoding of the negated words ("gory"), normalised;
+``recommend`` blends its cosine to the items into the retriever's candidate scores (weight
+``query_weight``, see its docstring). A genre said to be avoided ("no horror") excludes that genre's
+items. Reply texts are composed by templates here; no LLM output is parsed.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+import weakref
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from llmrec.agent.parse import Parsed, Ref, check_message, ordinal_of, parse
+from llmrec.agent.titles import Resolution, TitleIndex, year_of
+from llmrec.data.types import Item
+from llmrec.errors import ModelError, RequestError, UnknownUserError
+from llmrec.recommender import Recommendation, Recommender
+
+NEGATIVE_WEIGHT = 0.5
+"""Share of the negated words' encoding subtracted from the query vector."""
+_CANCEL = re.compile(r"\s*(?:none|neither|no|nope|never\s*mind|forget\s+it|cancel|skip\s+it)\b", re.I)
+_YEAR = re.compile(r"\b(?:18|19|20)\d\d\b")
+_ENCODERS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+
+@dataclass
+class Reply:
+    """What the assistant answers. ``items``: the recommendations shown (ranks 1..n within this
+    reply; possibly empty). ``question``: set when the session asks back (an ambiguous or unknown
+    title, "which one?"); the next message may answer it. ``meta``: ``action`` (``recommend``,
+    ``more``, ``why``, ``ask``, ``ack``, ``help``, ``error``), ``resolved`` (titles read this turn:
+    text, item_id, title, how, as), ``retriever``/``ranker``/``cold_start`` of a recommendation,
+    ``query``, ``seconds``."""
+
+    text: str
+    items: list[Recommendation] = field(default_factory=list)
+    question: str | None = None
+    meta: dict = field(default_factory=dict)
+
+
+@dataclass
+class Profile:
+    """What the session knows about the user. Item ids throughout."""
+
+    user: str | None = None
+    liked: list[str] = field(default_factory=list)
+    """Oldest first: a stored user's history, then the items liked in the conversation."""
+    disliked: list[str] = field(default_factory=list)
+    """Never recommended (they do not steer the retriever)."""
+    excluded: set[str] = field(default_factory=set)
+    shown: list[str] = field(default_factory=list)
+    query: str | None = None
+    avoid_terms: list[str] = field(default_factory=list)
+    genres: list[str] = field(default_factory=list)
+    avoid_genres: list[str] = field(default_factory=list)
+
+
+@dataclass
+class _Question:
+    action: str  # like, dislike, exclude, more_like, why
+    text: str
+    candidates: tuple[Item, ...]
+    question: str
+
+
+class ChatSession:
+    """A conversation. ``send(message) -> Reply``.
+
+    Args:
+        recommender: the store's :class:`~llmrec.recommender.Recommender`.
+        page_size: items per reply (default: the config's ``k``).
+        query_weight: the free-text query's share of the candidate scores, in [0, 1].
+
+    Raises:
+        RequestError: ``page_size`` not an integer >= 1, or ``query_weight`` outside [0, 1].
+    """
+
+    def __init__(self, recommender: Recommender, *, page_size: int | None = None, query_weight: float = 0.5):
+        if not 0 <= query_weight <= 1:
+            raise RequestError(f"query_weight must be in [0, 1], got {query_weight!r}")
+        if page_size is not None and (isinstance(page_size, bool) or not isinstance(page_size, int) or page_size < 1):
+            raise RequestError(f"page_size must be an integer >= 1, got {page_size!r}")
+        self.rec = recommender
+        self.index = TitleIndex(recommender.items)
+        self.page_size = page_size or recommender.cfg.k
+        self.query_weight = query_weight
+        self.by_genre: dict[str, set[str]] = {}
+        for it in recommender.items:
+            for g in str(it.fields.get("genres", "")).split("|"):
+                if g:
+                    self.by_genre.setdefault(g, set()).add(it.id)
+        self.genres = sorted(self.by_genre)
+        self.profile = Profile()
+        self.page: list[Recommendation] = []
+        self.explained: dict[str, Recommendation] = {}
+        self.focus: str | None = None
+        self._pending: list[_Question] = []
+        self.turns = 0
+
+    @classmethod
+    def load(cls, data_dir=None, config=None, **kwargs) -> ChatSession:
+        """A session over ``Recommender.load(data_dir, config)``. Raises what that raises (StoreError...)."""
+        return cls(Recommender.load(data_dir, config), **kwargs)
+
+    # ------------------------------------------------------------------ the turn
+    def send(self, message: str) -> Reply:
+        """Answer one message.
+
+        Raises:
+            RequestError: ``message`` is not a string, is blank, or is too long (4,000 characters).
+            ModelError: the text encoder (for a free-text query) cannot be loaded or does not match
+                the store's vectors; or what ``Recommender.recommend`` raises.
+        """
+        check_message(message)
+        start = time.perf_counter()
+        self.turns += 1
+        meta: dict = {"turn": self.turns, "resolved": []}
+        reply = self._answer(message, meta) if self._pending else None
+        if reply is None:
+            reply = self._act(parse(message, self.index, self.genres), meta)
+        reply.meta.update(meta, seconds=round(time.perf_counter() - start, 3))
+        return reply
+
+    def _act(self, p: Parsed, meta: dict) -> Reply:
+        notes: list[str] = []
+        changed, intro, liked = False, None, []
+        if p.user:
+            try:
+                hist = self.rec.history_of(p.user)
+            except UnknownUserError:
+                return Reply(f"I don't know user {p.user!r}: no ratings are stored for that id.",
+                             meta={"action": "error"})
+            old = set(self.rec.history_of(self.profile.user)) if self.profile.user else set()
+            self.profile.user = p.user  # another user replaces the previous one's history
+            self.profile.liked = list(dict.fromkeys(hist + [i for i in self.profile.liked if i not in old]))
+            notes.append(f"Hello, user {p.user}: I'll start from the {len(hist)} movies you rated.")
+            changed = True
+        for action, refs in (("like", p.liked), ("dislike", p.disliked), ("exclude", p.excluded),
+                             ("more_like", p.more_like)):
+            for ref in refs:
+                item = self._item(ref, action, notes, meta)
+                if item is not None:
+                    self._apply(action, item, notes)
+                    liked += [item.title] if action == "like" else []
+                    changed |= action != "exclude"
+                    if action == "more_like":
+                        intro = f"More like {item.title}:"
+        if p.query or p.genres or p.avoid_genres:
+            self.profile.query, self.profile.avoid_terms = p.query, list(p.avoid_terms)
+            self.profile.genres, self.profile.avoid_genres = list(p.genres), list(p.avoid_genres)
+            changed = True
+        if self._pending or not changed:
+            notes += [f"Noted: you liked {_join(liked, 'and')}."] if liked else []
+        if self._pending:
+            return self._ask(notes)
+        if p.asked_why:
+            return self._why(p.why, notes, meta)
+        if p.show_more or changed:
+            more = p.show_more and not changed
+            return self._recommend(intro or ("Here are more:" if more else None), notes, "more" if more else "recommend")
+        if notes:
+            return Reply(" ".join(notes), meta={"action": "ack"})
+        text = ("Tell me a few movies you liked (\"I loved Alien and Heat\"), what you're in the mood for "
+                "(\"something tense but not gory\"), or who you are (\"I'm user 42\").")
+        return Reply(text, question=text, meta={"action": "help"})
+
+    # ------------------------------------------------------------------ references
+    def _item(self, ref: Ref, action: str, notes: list[str], meta: dict) -> Item | None:
+        """The item a reference names, or None (a note or a queued question says why)."""
+        if ref.ordinal is not None:
+            if not self.page:
+                notes.append("There is no list yet to pick from.")
+                return None
+            n = ref.ordinal
+            if not (n == -1 or 1 <= n <= len(self.page)):
+                notes.append(f"The last list has {len(self.page)} items; there is no number {n}.")
+                return None
+            item = self.rec.item(self.page[n - 1 if n > 0 else -1].item_id)
+            self.focus = item.id
+            return item
+        if ref.resolution is None:  # "it", "that one"
+            if self.focus is not None:
+                return self.rec.item(self.focus)
+            if len(self.page) == 1:
+                return self.rec.item(self.page[0].item_id)
+            if self.page:
+                cands = tuple(self.rec.item(r.item_id) for r in self.page)
+                self._pending.append(_Question(action, "that one", cands,
+                                               'Which one do you mean? Say e.g. "the second" or its title.'))
+            else:
+                notes.append("I haven't shown you anything yet.")
+            return None
+        return self._resolved(ref.text, ref.resolution, action, notes, meta)
+
+    def _resolved(self, text: str, res: Resolution, action: str, notes: list[str], meta: dict) -> Item | None:
+        if res.matched:
+            meta["resolved"].append({"text": text, "item_id": res.item.id, "title": res.item.title, "how": res.how,
+                                     "as": action})
+            self.profile.excluded.update(d.id for d in res.duplicates)  # the same film listed twice
+            if res.how != "exact":
+                notes.append(f'I took "{text}" as {res.item.title}.')
+            return res.item
+        meta.setdefault("unresolved", []).append({"text": text, "kind": res.kind,
+                                                  "candidates": [c.id for c in res.candidates]})
+        if not res.candidates:
+            notes.append(f'I could not find "{text}" in the catalog.')
+            return None
+        names = _join([c.title for c in res.candidates], "or")
+        if res.kind == "ambiguous":
+            years = [year_of(c) for c in res.candidates]
+            hint = f' (say the year, e.g. "the {years[-1]} one")' if None not in years and len(set(years)) == len(years) else ""
+            q = f'Which "{text}" do you mean: {names}?{hint}'
+        else:
+            q = f'I could not find "{text}" in the catalog. Did you mean {names}?'
+        self._pending.append(_Question(action, text, res.candidates, q))
+        return None
+
+    def _apply(self, action: str, item: Item, notes: list[str]) -> None:
+        pr = self.profile
+        if action in ("like", "more_like"):
+            pr.liked = [i for i in pr.liked if i != item.id] + [item.id]
+            pr.disliked = [i for i in pr.disliked if i != item.id]
+        elif action == "dislike":
+            pr.liked = [i for i in pr.liked if i != item.id]
+            pr.disliked = [i for i in pr.disliked if i != item.id] + [item.id]
+            notes.append(f"Noted: you didn't like {item.title}.")
+        else:
+            pr.excluded.add(item.id)
+            notes.append(f"OK, I won't show {item.title} again.")
+        if self.focus == item.id and action != "more_like":
+            self.focus = None
+
+    # ------------------------------------------------------------------ questions
+    def _ask(self, notes: list[str]) -> Reply:
+        q = self._pending[0]
+        return Reply(" ".join([*notes, q.question]), question=q.question,
+                     meta={"action": "ask", "candidates": [c.id for c in q.candidates]})
+
+    def _answer(self, message: str, meta: dict) -> Reply | None:
+        """The message as the answer to the pending question, or None (then it is read as a new
+        message and the questions are dropped): a year, an ordinal, or a title among the candidates;
+        "none" / "never mind" drops the question."""
+        q = self._pending[0]
+        text = message.strip()
+        if _CANCEL.match(text):
+            self._pending.pop(0)
+            return self._ask([]) if self._pending else Reply("OK, never mind that one.", meta={"action": "ack"})
+        choice = None
+        years = [int(y) for y in _YEAR.findall(text)]
+        if years:
+            same = [c for c in q.candidates if year_of(c) == years[0]]
+            choice = same[0] if len(same) == 1 else None
+        n = ordinal_of(text) or (int(text) if text.isdigit() and 1 <= int(text) <= len(q.candidates) else None)
+        if choice is None and n is not None and (n == -1 or 1 <= n <= len(q.candidates)):
+            choice = q.candidates[n - 1 if n > 0 else -1]
+        if choice is None:
+            res = TitleIndex(q.candidates).resolve(text[:300])
+            choice = res.item if res.matched else None
+        if choice is None:
+            meta["dropped_questions"] = len(self._pending)
+            self._pending.clear()
+            return None
+        self._pending.pop(0)
+        meta["resolved"].append({"text": q.text, "item_id": choice.id, "title": choice.title, "how": "answer",
+                                 "as": q.action})
+        if q.action == "why":
+            return self._why_item(choice.id, [])
+        notes: list[str] = []
+        self._apply(q.action, choice, notes)
+        if self._pending:
+            return self._ask(notes)
+        if q.action == "exclude":
+            return Reply(" ".join(notes), meta={"action": "ack"})
+        return self._recommend(f"More like {choice.title}:" if q.action == "more_like" else None, notes)
+
+    # ------------------------------------------------------------------ answers
+    def _why(self, ref: Ref | None, notes: list[str], meta: dict) -> Reply:
+        if ref is None:
+            target = self.focus if self.focus in self.explained else (self.page[0].item_id if self.page else None)
+        elif ref.resolution is not None and not ref.resolution.matched:
+            self._resolved(ref.text, ref.resolution, "why", notes, meta)
+            return self._ask(notes) if self._pending else Reply(" ".join(notes), meta={"action": "ack"})
+        else:
+            item = self._item(ref, "why", notes, meta)
+            if self._pending:
+                return self._ask(notes)
+            target = item.id if item is not None else None
+            if item is not None and target not in self.explained:
+                return Reply(" ".join([*notes, f"I haven't recommended {item.title}."]), meta={"action": "ack"})
+        if target is None:
+            return Reply(" ".join([*notes, "I haven't recommended anything yet."]), meta={"action": "ack"})
+        return self._why_item(target, notes)
+
+    def _why_item(self, item_id: str, notes: list[str]) -> Reply:
+        if item_id not in self.explained:
+            return Reply(" ".join([*notes, f"I haven't recommended {self.rec.item(item_id).title}."]),
+                         meta={"action": "ack"})
+        r = self.explained[item_id]
+        self.focus = item_id
+        return Reply(" ".join([*notes, f"{r.title}: {r.explanation}"]), items=[r],
+                     meta={"action": "why", "item_id": item_id, "because": list(r.because)})
+
+    def _recommend(self, intro: str | None, notes: list[str], action: str = "recommend") -> Reply:
+        pr = self.profile
+        exclude = set(pr.shown) | pr.excluded | set(pr.disliked)
+        for g in pr.avoid_genres:
+            exclude |= self.by_genre.get(g, set())
+        query = self._query_vector()
+        res = self.rec.recommend(history=list(pr.liked), k=self.page_size, exclude=exclude,
+                                 query_vector=query, query_weight=self.query_weight)
+        self.page, self.focus = list(res.items), None
+        pr.shown.extend(r.item_id for r in res.items)
+        self.explained.update((r.item_id, r) for r in res.items)
+        if not res.items:
+            text = "I have nothing left to show for this; tell me about other movies you like."
+        else:
+            head = intro or ("Here are some picks:" if not pr.liked else
+                             f"Because you liked {_join([self.rec.item(i).title for i in pr.liked[-3:]], 'and')}"
+                             + (" and more" if len(pr.liked) > 3 else "") + ":")
+            lines = [head] + [f"{r.rank}. {r.title} — {r.explanation}" for r in res.items]
+            text = "\n".join(([" ".join(notes)] if notes else []) + lines)
+        return Reply(text, items=list(res.items), meta={
+            "action": action, "retriever": res.retriever,
+            "ranker": res.ranker, "cold_start": res.cold_start, "history": len(pr.liked),
+            "query": pr.query, "genres": list(pr.genres), "avoid_genres": list(pr.avoid_genres)})
+
+    def _query_vector(self) -> np.ndarray | None:
+        """float32 [d]: the query text (+ "Genres: ...") encoded, minus :data:`NEGATIVE_WEIGHT` times the
+        negated words' encoding, normalised; None without a query or genres (negated words alone
+        do not make a query)."""
+        pr = self.profile
+        positive = " ".join(([pr.query] if pr.query else []) + ([f"Genres: {', '.join(pr.genres)}."] if pr.genres else []))
+        if not positive:
+            return None
+        enc = self._encoder()
+        vecs = enc.encode([positive] + ([" ".join(pr.avoid_terms)] if pr.avoid_terms else []))
+        q = vecs[0] - (NEGATIVE_WEIGHT * vecs[1] if len(vecs) > 1 else 0)
+        return q / max(float(np.linalg.norm(q)), 1e-12)
+
+    def _encoder(self):
+        """The store's text encoder, loaded once per recommender.
+
+        Raises ModelError: it cannot be loaded, or its dimension is not the store's."""
+        enc = _ENCODERS.get(self.rec)
+        if enc is None:
+            from llmrec.encoders.text import TextEncoder
+
+            enc = TextEncoder(self.rec.cfg)
+            if enc.dim != self.rec.vectors.shape[1]:
+                raise ModelError(f"the text encoder {self.rec.cfg.text_encoder!r} makes {enc.dim}-d vectors but the "
+                                 f"store's item vectors are {self.rec.vectors.shape[1]}-d: configure the encoder "
+                                 "the store was ingested with")
+            _ENCODERS[self.rec] = enc
+        return enc
+
+
+def _join(names: list[str], word: str) -> str:
+    return names[0] if len(names) == 1 else f"{', '.join(names[:-1])} {word} {names[-1]}"
