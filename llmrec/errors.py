@@ -25,6 +25,19 @@ class CatalogLineError(DataError):
         super().__init__(f"{self.path}:{line}: {reason}")
 
 
+class ImageError(DataError):
+    """An image file cannot be used: missing, not an image, truncated or corrupt, of an unsupported
+    mode, or larger than the pixel limit (config ``image_max_pixels``).
+
+    Attributes:
+        path: the file. reason: what is wrong.
+    """
+
+    def __init__(self, path, reason: str):
+        self.path, self.reason = str(path), reason
+        super().__init__(f"{self.path}: {reason}")
+
+
 class StoreError(LLMRecError, ValueError):
     """A store write or read was refused (duplicate ids, dimension mismatch, missing store)."""
 
