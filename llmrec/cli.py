@@ -41,7 +41,10 @@ def cmd_models_prepare(args) -> int:
 
 def cmd_ingest(args) -> int:
     from llmrec.ingest import ingest, load_dataset
+    from llmrec.ingest_images import images_wanted
 
+    if args.images is not None:
+        args.extra_overrides = {"ingest_images": args.images}
     cfg = _config(args)
     if args.interactions and not args.catalog:
         raise ConfigError("--interactions needs --catalog (the items its rows refer to)")
@@ -54,7 +57,11 @@ def cmd_ingest(args) -> int:
     dataset, report = load_dataset(cfg, args.catalog, args.interactions, args.skip_bad)
     for err in report.skipped:
         print(f"skipped {err}", file=sys.stderr)
-    summary = ingest(cfg, dataset)
+    images = images_wanted(cfg, dataset, builtin=not args.catalog)
+    with_image = sum(1 for it in dataset.items if it.image)
+    if with_image and not images:
+        print(f"images: off ({with_image} items name an image; --images encodes and captions them)", file=sys.stderr)
+    summary = ingest(cfg, dataset, log=lambda m: print(m, file=sys.stderr, flush=True), images=images)
     summary["skipped_lines"] = len(report.skipped)
     changed = len(dataset.items) - summary["items_unchanged"]
     print(f"read {len(dataset.items)} items ({changed} new or changed, encoded; {summary['items_unchanged']} "
@@ -62,6 +69,16 @@ def cmd_ingest(args) -> int:
           f"skipped {len(report.skipped)} bad line(s). The store {summary['store']} holds "
           f"{summary['items_in_store']} items and {summary['interactions_in_store']} interactions "
           f"(use it with --data-dir).")
+    if images and summary.get("images"):
+        print(f"images: {summary['images_encoded']} encoded and captioned, {summary['images_unchanged']} unchanged, "
+              f"{summary['images_failed']} failed, in {summary['image_seconds']:.1f}s; the store holds "
+              f"{summary['images_in_store']} image vectors.")
+        fails = summary["image_failures"]
+        for f in fails[:20]:
+            print(f"  failed: item {f['item']}: {f['path']}: {f['reason']} ({f['stage']})", file=sys.stderr)
+        if fails:
+            more = f" ({len(fails) - 20} more)" if len(fails) > 20 else ""
+            print(f"  {len(fails)} image failure(s){more} recorded in {summary['store']}/failures.jsonl", file=sys.stderr)
     cfg.write(cfg.store_dir() / "config.json")  # the full effective config, with its sources
     return 0
 
@@ -174,6 +191,9 @@ def build_parser() -> argparse.ArgumentParser:
     ing.add_argument("--catalog", help="items JSONL (id, title, text, image, audio)")
     ing.add_argument("--interactions", help="interactions CSV (user,item,timestamp[,rating])")
     ing.add_argument("--skip-bad", action="store_true", help="skip malformed lines, report them, go on")
+    ing.add_argument("--images", action=argparse.BooleanOptionalAction, default=None,
+                     help="encode and caption the items' images (config ingest_images; default: on for a "
+                     "--catalog with images, off for the MovieLens datasets' posters)")
     ing.set_defaults(func=cmd_ingest)
 
     rec = sub.add_parser("recommend", help="recommend items for a user or a history")

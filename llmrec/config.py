@@ -36,6 +36,10 @@ def _default_ml_latest_small() -> str:
     return str(REPO_ROOT.parent / "shared" / "data" / "ml-latest-small")
 
 
+def _default_posters() -> str:
+    return str(REPO_ROOT.parent / "shared" / "data" / "posters")
+
+
 @dataclass
 class Config:
     # --- where things live -------------------------------------------------------------
@@ -73,6 +77,11 @@ class Config:
     """Folder holding ml-latest-small's ``ratings.csv`` and ``movies.csv``."""
     download_timeout_s: float = 5.0
     """Seconds to wait for the GroupLens server before falling back to the registry."""
+    posters_dir: str | None = field(default_factory=_default_posters)
+    """Folder of MovieLens posters, ``{movieId}.jpg`` (ml-latest-small's ids) plus
+    ``ml100k_item_to_poster.csv`` (ml-100k item id -> poster id); default the shared one beside the
+    checkout. ``llmrec ingest`` gives each MovieLens item its poster as ``image``; items without one
+    (or every item, when the folder is missing or the key is null) stay text-only."""
 
     # --- store -------------------------------------------------------------------------
     chroma_host: str | None = None
@@ -80,7 +89,14 @@ class Config:
     chroma_port: int = 8000
     """Chroma server port (used with ``chroma_host``)."""
     encode_batch_size: int = 64
-    """Items encoded per batch at ingest."""
+    """Items encoded per batch at ingest (images: also the items written to the store at a time, so
+    an interrupted image ingest loses at most this many items' work)."""
+    ingest_images: bool | None = None
+    """``llmrec ingest`` encodes the items' images (``--images`` / ``--no-images``) into the store's
+    ``items_image`` collection and captions them (``image_captioner``). null (``auto``): on for a
+    ``--catalog`` whose items name images; off for the built-in MovieLens datasets, whose posters
+    take long: 1.3 s a poster (1.1 s of it the OCR caption) with one thread on a 2-core machine
+    kept busy by other jobs, i.e. about 30 minutes for ml-100k's 1,394."""
 
     # --- images (``llmrec.encoders.image_io``) -----------------------------------------
     image_max_pixels: int = 100_000_000
@@ -92,6 +108,12 @@ class Config:
     """Images are downscaled on load so that their longer side is at most this many pixels
     (JPEGs are decoded at 1/2, 1/4 or 1/8 scale when that suffices, then resampled). At least 224,
     the encoder's input size."""
+    image_captioner: str = "ocr-labels"
+    """Captions for the text fallback (``llmrec.encoders.caption``), stored as each item's
+    ``caption`` at ingest: ``ocr-labels`` (the text read off the image by RapidOCR, plus the image
+    encoder's top ImageNet labels), ``ocr``, ``labels``, ``none``, or ``module:Class``, your own
+    captioner (e.g. BLIP through transformers), built as ``Class(cfg)`` with a ``caption(images) ->
+    list[str]`` method."""
 
     # --- retrieval ---------------------------------------------------------------------
     candidates: int = 20
@@ -361,6 +383,7 @@ def _show(v: Any) -> str:
 
 
 _DEVICE = re.compile(r"auto|cpu|mps|(cuda|xpu)(:\d+)?")
+_PLUGIN = re.compile(r"[A-Za-z_]\w*(\.[A-Za-z_]\w*)*:[A-Za-z_]\w*")
 _AT_LEAST_1 = ("k", "history_max", "encode_batch_size", "explain_max_tokens")
 
 
@@ -373,8 +396,12 @@ def _coerce(cfg: Config) -> Config:
             of range (``candidates`` 1..26; ``k``, ``history_max``, ``encode_batch_size``,
             ``explain_max_tokens`` >= 1; ``recency_half_life`` > 0 and finite;
             ``download_timeout_s`` >= 0; ``chroma_port`` 1..65535; ``device``, ``explain``;
-            ``image_encoder`` a known name, ``image_max_pixels`` >= 1, ``image_max_side`` >= 224).
+            ``image_encoder`` a known name, ``image_max_pixels`` >= 1, ``image_max_side`` >= 224;
+            ``image_captioner`` a built-in name or ``module:Class``; ``ingest_images`` a boolean or
+            ``auto``).
     """
+    if isinstance(cfg.ingest_images, str) and cfg.ingest_images.strip().lower() in ("auto", "null", "none"):
+        cfg.ingest_images = None  # the environment's spelling of the default
     for f in fields(cfg):
         v = getattr(cfg, f.name)
         kind = f.type if isinstance(f.type, str) else getattr(f.type, "__name__", str(f.type))
@@ -432,6 +459,9 @@ def _coerce(cfg: Config) -> Config:
         raise ConfigError(f"config key 'image_max_pixels' must be >= 1, got {cfg.image_max_pixels}")
     if cfg.image_max_side < 224:
         raise ConfigError(f"config key 'image_max_side' must be >= 224 (the encoder's input size), got {cfg.image_max_side}")
+    if cfg.image_captioner not in ("ocr-labels", "ocr", "labels", "none") and not _PLUGIN.fullmatch(cfg.image_captioner):
+        raise ConfigError("config key 'image_captioner' must be ocr-labels, ocr, labels, none or module:Class "
+                          f"(a dotted import path), got {cfg.image_captioner!r}")
     if cfg.ranker not in ("auto", "trained", "zero-shot"):
         raise ConfigError(f"config key 'ranker' must be auto, trained or zero-shot, got {cfg.ranker!r}")
     return cfg

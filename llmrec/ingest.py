@@ -1,7 +1,9 @@
 """``llmrec ingest``: encode a catalog's items, upsert them into the store, save interactions.
 
-A data directory holds the Chroma store, ``interactions.csv`` (user,item,timestamp,rating) and
-``manifest.json`` (dataset name, counts, encoder).
+A data directory holds the Chroma store (collection ``items_text``; ``items_image`` for items'
+images, see :mod:`llmrec.ingest_images`), ``interactions.csv`` (user,item,timestamp,rating),
+``failures.jsonl`` (items whose image could not be used, and why) and ``manifest.json`` (dataset
+name, counts, encoders).
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from llmrec.data.catalog import LoadReport, load_catalog
 from llmrec.data.movielens import load_ml100k, load_ml_latest_small
 from llmrec.data.types import Dataset, Interaction, Item
 from llmrec.errors import ConfigError, DataError, StoreError
+from llmrec.ingest_images import DERIVED_KEYS, ImagePipeline, attach_posters, images_wanted, ingest_images
 
 INTERACTIONS_FILE = "interactions.csv"
 MANIFEST_FILE = "manifest.json"
@@ -29,13 +32,18 @@ LOCK_FILE = ".ingest.lock"
 
 def load_dataset(cfg: Config, catalog: str | None = None, interactions: str | None = None,
                  skip_bad: bool = False) -> tuple[Dataset, LoadReport]:
-    """The dataset named by ``cfg.dataset`` (or a JSONL catalog when ``catalog`` is given)."""
+    """The dataset named by ``cfg.dataset`` (or a JSONL catalog when ``catalog`` is given).
+
+    MovieLens items get their poster from config ``posters_dir`` as ``image`` (see
+    :func:`llmrec.ingest_images.attach_posters`); a catalog's items name their own images.
+    """
     if catalog:
         return load_catalog(catalog, interactions, skip_bad)
     if cfg.dataset == "ml-100k":
-        return load_ml100k(cfg.downloads_dir(), cfg.ml100k_source, cfg.download_timeout_s), LoadReport()
+        ds = load_ml100k(cfg.downloads_dir(), cfg.ml100k_source, cfg.download_timeout_s)
+        return attach_posters(ds, cfg.posters_dir)[0], LoadReport()
     if cfg.dataset == "ml-latest-small":
-        return load_ml_latest_small(cfg.ml_latest_small_dir), LoadReport()
+        return attach_posters(load_ml_latest_small(cfg.ml_latest_small_dir), cfg.posters_dir)[0], LoadReport()
     raise ConfigError(f"unknown dataset {cfg.dataset!r}: use ml-100k, ml-latest-small, or --catalog FILE")
 
 
@@ -54,16 +62,27 @@ def item_from_metadata(item_id: str, meta: dict) -> Item:
     return Item(item_id, meta.get("title", item_id), meta.get("text", ""), meta.get("image"), meta.get("audio"), fields)
 
 
-def ingest(cfg: Config, dataset: Dataset, log=print) -> dict:
-    """Encode and upsert every new or changed item (idempotent, by item id), then merge interactions.
+def ingest(cfg: Config, dataset: Dataset, log=print, images: bool | None = None, progress=None) -> dict:
+    """Encode and upsert every new or changed item (idempotent, by item id), merge interactions,
+    then (``images``) encode and caption the items' images.
 
     Interactions are merged with the stored ones, unique by (user, item, timestamp), and written to
-    a temporary file then renamed, so nothing stored is lost or duplicated. Returns a summary dict.
+    a temporary file then renamed, so nothing stored is lost or duplicated. Images go to the
+    ``items_image`` collection, resumably, failures recorded per item and never raised (see
+    :mod:`llmrec.ingest_images`); ``manifest.json`` is written after the interactions and again
+    after the images. Returns a summary dict.
+
+    Args:
+        images: encode images; None: config ``ingest_images`` (``auto``: see
+            :func:`~llmrec.ingest_images.images_wanted`).
+        log: one-line messages. progress: ``progress(done, total)`` after each image processed.
 
     Raises:
         DataError: the dataset repeats an item id, or an interaction has a non-finite timestamp or
             rating (checked before anything is written).
-        ModelError: the text encoder cannot be loaded (before the data directory is created).
+        ModelError: the text encoder, or with images the image encoder or captioner, cannot be
+            loaded (before the data directory is created).
+        ConfigError: a ``module:Class`` captioner cannot be imported or built (idem).
         StoreError: the data directory is a file, another ingest is writing to it, the store's
             vector dimension differs from the encoder's, or the stored interactions file is
             corrupt (checked before anything is written).
@@ -73,13 +92,28 @@ def ingest(cfg: Config, dataset: Dataset, log=print) -> dict:
 
     check_dataset(dataset)
     encoder = TextEncoder(cfg)  # a bad encoder is refused before the data directory is created
+    images = images_wanted(cfg, dataset) if images is None else bool(images)
+    pipeline = ImagePipeline(cfg) if images and any(it.image for it in dataset.items) else None
     out = ensure_dir(cfg.store_dir())
     with open(out / LOCK_FILE, "a+") as lock:  # one writer per data directory
         try:
             fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             raise StoreError(f"another `llmrec ingest` is writing to {out}: wait for it to finish") from None
-        return _ingest_locked(cfg, dataset, encoder, out)
+        summary = _ingest_locked(cfg, dataset, encoder, out)
+        if images:
+            summary.update(ingest_images(cfg, dataset, out, summary.pop("_text_store"), pipeline, log, progress))
+            (out / MANIFEST_FILE).write_text(json.dumps(_manifest(summary), indent=1))
+        summary.pop("_text_store", None)
+        summary["images_ingested"] = images
+        return summary
+
+
+def _manifest(summary: dict) -> dict:
+    out = {k: v for k, v in summary.items() if not k.startswith("_") and k != "image_failures"}
+    if "image_failures" in summary:
+        out["image_failures_file"] = "failures.jsonl"
+    return out
 
 
 def _ingest_locked(cfg: Config, dataset: Dataset, encoder, out: Path) -> dict:
@@ -96,13 +130,19 @@ def _ingest_locked(cfg: Config, dataset: Dataset, encoder, out: Path) -> dict:
     unchanged = 0
     for s in range(0, len(items), step):
         chunk = items[s:s + step]
-        stored = store.metadata([it.id for it in chunk])
+        stored = {i: {k: v for k, v in m.items() if k not in DERIVED_KEYS}  # captions come from images
+                  for i, m in store.metadata([it.id for it in chunk]).items()}
         metas = {it.id: _clean(item_metadata(it)) for it in chunk}
         todo = [it for it in chunk if stored.get(it.id) != metas[it.id]]  # new or changed items only
         unchanged += len(chunk) - len(todo)
         if todo:
             vecs = encoder.encode([it.document() for it in todo])
             store.upsert([it.id for it in todo], vecs, [metas[it.id] for it in todo])
+            # Upserts merge metadata: remove the keys a changed item no longer has (e.g. its image).
+            gone = {it.id: {k: None for k in stored[it.id] if k not in metas[it.id]} for it in todo if it.id in stored}
+            gone = {i: g for i, g in gone.items() if g}
+            if gone:
+                store.update_metadata(list(gone), list(gone.values()))
         bar.update(len(chunk))
     bar.close()
     n_inter = merge_interactions(out / INTERACTIONS_FILE, dataset.interactions, old_interactions)
@@ -110,7 +150,7 @@ def _ingest_locked(cfg: Config, dataset: Dataset, encoder, out: Path) -> dict:
                "interactions_in_store": n_inter, "items_unchanged": unchanged,
                "encoder": encoder.path, **{f"input_{k}": v for k, v in dataset.stats().items()}}
     (out / MANIFEST_FILE).write_text(json.dumps(summary, indent=1))
-    return summary
+    return {**summary, "_text_store": store}
 
 
 def check_dataset(dataset: Dataset) -> None:

@@ -1,5 +1,9 @@
 """The item store: Chroma collections of item vectors, one per vector kind.
 
+One collection per kind, ``items_{kind}``, in one data directory: ``text`` (the text encoder's
+vectors; its metadata are the items as the recommender reads them), ``image`` (the image
+encoder's, written by ``llmrec ingest`` for items with an image), ``sasrec`` (a trained
+retriever's). Open one with ``ItemStore(path, kind)``; :func:`kinds` lists those present.
 Ids are the catalog's item ids; metadata are the item's fields. Only our own embeddings are
 ever written or queried (Chroma is never asked to embed text: offline it cannot).
 An embedded ``PersistentClient`` under the data directory by default; a Chroma server when
@@ -9,6 +13,7 @@ An embedded ``PersistentClient`` under the data directory by default; a Chroma s
 from __future__ import annotations
 
 import math
+import re
 from collections import Counter
 from pathlib import Path
 
@@ -18,6 +23,7 @@ from llmrec.data.types import item_key
 from llmrec.errors import StoreError
 
 _INT64 = (-(2**63), 2**63 - 1)
+_KIND = re.compile(r"[A-Za-z0-9_-]{1,100}")
 
 
 def ensure_dir(path: Path) -> Path:
@@ -85,6 +91,24 @@ def _clean_metadata(meta, item_id: str) -> dict:
     return out
 
 
+def collection_name(kind: str) -> str:
+    """The Chroma collection of a vector kind: ``items_{kind}``.
+
+    Raises:
+        StoreError: ``kind`` is not 1-100 letters, digits, ``_`` or ``-``.
+    """
+    if not isinstance(kind, str) or not _KIND.fullmatch(kind):
+        raise StoreError(f"vector kind must be 1-100 letters, digits, '_' or '-', got {kind!r}")
+    return f"items_{kind}"
+
+
+def kinds(path: str | Path | None, host: str | None = None, port: int = 8000) -> list[str]:
+    """The vector kinds that have a collection in the store (sorted), e.g. ``["image", "text"]``."""
+    client = _client(Path(path) if path else None, host, port)
+    names = [c if isinstance(c, str) else c.name for c in client.list_collections()]
+    return sorted(n[len("items_"):] for n in names if n.startswith("items_"))
+
+
 class ItemStore:
     """One Chroma collection of item vectors (cosine space).
 
@@ -96,7 +120,8 @@ class ItemStore:
 
     def __init__(self, path: str | Path | None, kind: str = "text", host: str | None = None, port: int = 8000):
         self.client = _client(Path(path) if path else None, host, port)
-        self.name = f"items_{kind}"
+        self.kind = kind
+        self.name = collection_name(kind)
         self.collection = self.client.get_or_create_collection(
             self.name, embedding_function=None, configuration={"hnsw": {"space": "cosine"}}
         )
@@ -112,7 +137,9 @@ class ItemStore:
         return None if emb is None or len(emb) == 0 else len(emb[0])
 
     def upsert(self, ids: list[str], vectors, metadatas: list[dict] | None = None, progress=None) -> int:
-        """Insert or update items by id; returns how many were written.
+        """Insert or update items by id; returns how many were written. An existing item's vector
+        is replaced; its metadata are merged (the keys given replace theirs, other stored keys stay:
+        :meth:`update_metadata` with ``None`` values removes keys).
 
         Args:
             ids: N distinct item ids (non-empty strings or integers). vectors: float [N, d].
@@ -157,7 +184,59 @@ class ItemStore:
                 progress(min(step, len(ids) - s))
         return len(ids)
 
+    def update_metadata(self, ids: list[str], metadatas: list[dict]) -> int:
+        """Merge ``metadatas`` into the stored metadata of items already in the collection (a
+        ``None`` value removes that key); vectors unchanged. Returns how many were updated.
+
+        Raises:
+            StoreError: an id is not in the collection (named), duplicate ids, bad metadata, or
+                lengths differ. Nothing is written when the input is rejected.
+        """
+        ids = [_check_id(i) for i in ids]
+        if len(metadatas) != len(ids):
+            raise StoreError(f"{len(metadatas)} metadata entries for {len(ids)} ids")
+        dups = [i for i, c in Counter(ids).items() if c > 1]
+        if dups:
+            raise StoreError(f"duplicate item id(s) in one input: {', '.join(dups[:10])}")
+        stored = self.metadata(ids)
+        missing = [i for i in ids if i not in stored]
+        if missing:
+            raise StoreError(f"item(s) not in collection {self.name!r}: {', '.join(missing[:10])}")
+        metas = []
+        for m, i in zip(metadatas, ids, strict=True):
+            if not isinstance(m, dict):
+                raise StoreError(f"metadata of item {i!r} must be a dict, got {type(m).__name__}")
+            clean = _clean_metadata(m, i)
+            metas.append({**clean, **{k: None for k, v in m.items() if v is None}})
+        step = max(1, int(self.client.get_max_batch_size()))
+        for s in range(0, len(ids), step):
+            self.collection.update(ids=ids[s:s + step], metadatas=metas[s:s + step])
+        return len(ids)
+
+    def delete(self, ids: list[str]) -> int:
+        """Remove these items (ids not in the collection are ignored); returns how many were removed."""
+        ids = [_check_id(i) for i in ids]
+        have = list(self.metadata(ids))
+        step = max(1, int(self.client.get_max_batch_size()))
+        for s in range(0, len(have), step):
+            self.collection.delete(ids=have[s:s + step])
+        return len(have)
+
     # ------------------------------------------------------------------ reads
+    def get(self, ids: list[str]) -> tuple[list[str], np.ndarray, list[dict]]:
+        """The stored items among ``ids``: (ids found, in the order asked; float32 [n, d]; metadatas)."""
+        ids = [str(i) for i in ids]
+        found: dict[str, tuple] = {}
+        step = max(1, int(self.client.get_max_batch_size()))
+        for s in range(0, len(ids), step):
+            got = self.collection.get(ids=ids[s:s + step], include=["embeddings", "metadatas"])
+            for i, e, m in zip(got["ids"], got["embeddings"], got["metadatas"], strict=True):
+                found[i] = (np.asarray(e, dtype=np.float32), m or {})
+        order = [i for i in dict.fromkeys(ids) if i in found]
+        if not order:
+            return [], np.zeros((0, self.dim() or 0), np.float32), []
+        return order, np.stack([found[i][0] for i in order]), [found[i][1] for i in order]
+
     def count(self) -> int:
         return self.collection.count()
 

@@ -6,7 +6,8 @@ Items, one JSON object per line (JSONL)::
 
 ``id`` and ``title`` are required strings (a numeric id is read as its decimal string);
 ``text``, ``image`` and ``audio`` are optional; other keys are kept as metadata (scalars only).
-Relative media paths are resolved against the JSONL file's folder.
+Relative media paths are resolved against the JSONL file's folder, into absolute paths (the
+store keeps them, and a later ingest from another working directory finds the same files).
 
 Interactions, CSV with a header ``user,item,timestamp[,rating]``; timestamps in seconds.
 """
@@ -141,7 +142,7 @@ def load_items_jsonl(path: str | Path, skip_bad: bool = False, report: LoadRepor
                 continue
             try:
                 obj = json.loads(_utf8(line), object_pairs_hook=_no_duplicate_keys)
-                item = _parse_item(obj, path.parent)
+                item = _parse_item(obj, path.absolute().parent)
                 if item.id in seen:
                     raise ValueError(f"duplicate item id {item.id!r} (first on line {seen[item.id]})")
             except (ValueError, RecursionError) as e:  # JSONDecodeError is a ValueError

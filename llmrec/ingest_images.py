@@ -1,0 +1,378 @@
+"""The image part of ``llmrec ingest``: posters for MovieLens, image vectors, captions, failures.
+
+Each item with an ``image`` path is loaded (:func:`llmrec.encoders.image_io.load_image`), encoded by
+the image encoder (config ``image_encoder``) into the store's ``items_image`` collection (ids =
+item ids) and captioned (config ``image_captioner``); the caption goes into the item's metadata in
+both the ``items_image`` and the ``items_text`` collections (key ``caption``), for the text
+fallback. The image collection's metadata also record what the vector came from: ``image`` (the
+path), ``image_sha256`` (the file's content), ``encoder`` and ``captioner`` (their identities).
+
+- **Resumable.** Items are written ``encode_batch_size`` at a time; an item whose stored path,
+  file hash, encoder and captioner all match is skipped, so a rerun after an interruption (Ctrl-C,
+  kill) does only the rest. Upserts are by item id: nothing is duplicated.
+- **Failures** (a missing, corrupt or oversized file, an encoder or captioner error) are recorded
+  per item, with the file and the reason, in ``{data_dir}/failures.jsonl`` and reported; the
+  ingest goes on. A failed item is tried again at the next ingest. After an ingest an item has an
+  image vector exactly when its current image file was encoded: the vector of an item whose image
+  was removed from the catalog, or whose new file fails, is deleted. A caption failure keeps the
+  vector, without a caption (and the caption is tried again next time).
+"""
+
+from __future__ import annotations
+
+import csv
+import dataclasses
+import hashlib
+import json
+import os
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+
+from tqdm import tqdm
+
+from llmrec.config import Config
+from llmrec.data.types import Dataset, Item
+from llmrec.errors import DataError, ImageError, StoreError
+
+FAILURES_FILE = "failures.jsonl"
+MOVIELENS = ("ml-100k", "ml-latest-small")
+ML100K_POSTER_MAP = "ml100k_item_to_poster.csv"
+IMAGE_KIND = "image"
+DERIVED_KEYS = ("caption",)
+"""Text-collection metadata keys that ingest derives (from images), not read from the catalog."""
+
+
+# --------------------------------------------------------------------------- posters
+def attach_posters(dataset: Dataset, folder: str | os.PathLike | None) -> tuple[Dataset, int]:
+    """MovieLens items with their poster from ``folder`` as ``image``; returns (dataset, posters found).
+
+    ml-latest-small: ``{movieId}.jpg``; ml-100k: the poster id from ``ml100k_item_to_poster.csv``
+    (``ml100k_item_id,poster_id``), then ``{poster_id}.jpg``. Items without a poster file keep
+    ``image=None`` (text-only); a missing folder (or ``folder`` None) leaves every item so. Other
+    datasets are returned unchanged.
+
+    Raises:
+        DataError: ``ml100k_item_to_poster.csv`` is malformed (``file:line``).
+    """
+    if folder is None or dataset.name not in MOVIELENS or not Path(folder).is_dir():
+        return dataset, 0
+    folder = Path(folder)
+    if dataset.name == "ml-100k":
+        path = folder / ML100K_POSTER_MAP
+        if not path.is_file():
+            return dataset, 0
+        mapping, reader = {}, None
+        try:
+            with open(path, encoding="utf-8-sig", newline="") as f:
+                reader = csv.DictReader(f)
+                for row in reader:
+                    mapping[row["ml100k_item_id"].strip()] = row["poster_id"].strip()
+        except (KeyError, AttributeError, UnicodeDecodeError, csv.Error, OSError) as e:
+            what = f"missing column {e}" if isinstance(e, KeyError) else str(e)
+            raise DataError(f"{path}:{reader.line_num if reader else 1}: {what}") from None
+    else:
+        mapping = {it.id: it.id for it in dataset.items}
+    items, found = [], 0
+    for it in dataset.items:
+        poster = mapping.get(it.id)
+        file = folder / f"{poster}.jpg" if poster else None
+        if file is not None and file.is_file():
+            it = dataclasses.replace(it, image=str(file))
+            found += 1
+        items.append(it)
+    return Dataset(dataset.name, items, dataset.interactions), found
+
+
+def images_wanted(cfg: Config, dataset: Dataset, builtin: bool | None = None) -> bool:
+    """Whether ingest encodes images: config ``ingest_images`` when set; else (``auto``) when some
+    item names an image, except for the built-in MovieLens datasets (``builtin``: default, by the
+    dataset's name), whose posters take minutes."""
+    if cfg.ingest_images is not None:
+        return bool(cfg.ingest_images)
+    builtin = dataset.name in MOVIELENS if builtin is None else builtin
+    return not builtin and any(it.image for it in dataset.items)
+
+
+# --------------------------------------------------------------------------- failures
+def read_failures(path: str | os.PathLike) -> list[dict]:
+    """The failures recorded in a ``failures.jsonl`` (the last record per kind and item; [] when
+    there is no file). Lines that are not JSON objects (a write cut by a kill) are skipped."""
+    path = Path(path)
+    if not path.exists():
+        return []
+    out: dict[tuple, dict] = {}
+    with open(path, encoding="utf-8", errors="replace") as f:
+        for line in f:
+            try:
+                rec = json.loads(line)
+            except ValueError:
+                continue
+            if isinstance(rec, dict) and "item" in rec:
+                key = (rec.get("kind"), rec["item"])
+                out.pop(key, None)
+                out[key] = rec
+    return list(out.values())
+
+
+def _append_failures(path: Path, records: list[dict]) -> None:
+    if not records:
+        return
+    with open(path, "a", encoding="utf-8") as f:
+        for r in records:
+            f.write(json.dumps(r, ensure_ascii=False) + "\n")
+        f.flush()
+        os.fsync(f.fileno())
+
+
+def _rewrite_failures(path: Path, keep: list[dict]) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    with open(tmp, "w", encoding="utf-8") as f:
+        for r in keep:
+            f.write(json.dumps(r, ensure_ascii=False) + "\n")
+    os.replace(tmp, path)
+
+
+def _failure(item: Item, stage: str, err: BaseException) -> dict:
+    reason = err.reason if isinstance(err, ImageError) else f"{type(err).__name__}: {err}"
+    return {"kind": IMAGE_KIND, "item": item.id, "path": item.image, "stage": stage, "reason": reason,
+            "time": datetime.now(UTC).isoformat(timespec="seconds")}
+
+
+def file_sha256(path: str | os.PathLike) -> str:
+    """The sha256 of a file's bytes (hex).
+
+    Raises:
+        ImageError: the file is missing, a directory or unreadable, naming it.
+    """
+    h = hashlib.sha256()
+    try:
+        with open(path, "rb") as f:
+            for block in iter(lambda: f.read(1 << 20), b""):
+                h.update(block)
+    except FileNotFoundError:
+        raise ImageError(path, "no such file") from None
+    except IsADirectoryError:
+        raise ImageError(path, "is a directory, not an image file") from None
+    except OSError as e:
+        raise ImageError(path, f"cannot read the file: {e.strerror or e}") from None
+    return h.hexdigest()
+
+
+# --------------------------------------------------------------------------- the models
+class ImagePipeline:
+    """The image encoder and the captioner of a config, loaded once (before ingest writes anything).
+
+    Raises:
+        ModelError: the encoder or the captioner's models cannot be loaded.
+        ConfigError: a ``module:Class`` captioner cannot be imported or built.
+    """
+
+    def __init__(self, cfg: Config):
+        from llmrec.encoders.caption import captioner_id, load_captioner
+        from llmrec.encoders.image import load_image_encoder
+
+        self.encoder = load_image_encoder(cfg)
+        self.captioner = load_captioner(cfg, encoder=self.encoder)
+        self.encoder_id = self.encoder.identity()["id"]
+        self.captioner_id = captioner_id(self.captioner)
+
+
+# --------------------------------------------------------------------------- ingest
+def ingest_images(cfg: Config, dataset: Dataset, out: Path, text_store, pipeline: ImagePipeline | None,
+                  log=print, progress=None) -> dict:
+    """Encode and caption the images of ``dataset``'s items into the store at ``out`` (module docstring).
+
+    Args:
+        text_store: the store's ``text`` :class:`~llmrec.store.ItemStore` (captions go into its
+            metadata for items it holds).
+        pipeline: the models (None when no item names an image: only stale vectors are removed).
+        log: one-line messages. progress: ``progress(done, total)`` after each item is processed
+            (called from the loop: an exception it raises, e.g. ``KeyboardInterrupt``, stops the
+            ingest; what was written stays).
+    Returns:
+        A summary: ``images`` (items naming an image), ``images_encoded``, ``images_unchanged``,
+        ``images_failed``, ``images_removed`` (stale vectors deleted), ``images_in_store``,
+        ``image_failures`` (the records), ``image_encode_seconds``, ``image_caption_seconds``,
+        ``image_seconds``, the encoder and captioner ids.
+    Raises:
+        StoreError: the image collection's vector dimension differs from the encoder's.
+    """
+    from llmrec.store import ItemStore, kinds
+
+    t0 = time.time()
+    with_image = [it for it in dataset.items if it.image]
+    if not with_image and IMAGE_KIND not in kinds(out, cfg.chroma_host, cfg.chroma_port):
+        return {"images": 0, "images_encoded": 0, "images_unchanged": 0, "images_failed": 0, "images_removed": 0,
+                "images_in_store": 0, "image_failures": [], "image_seconds": 0.0}
+    store = ItemStore(out, IMAGE_KIND, cfg.chroma_host, cfg.chroma_port)
+    if pipeline is not None:
+        have = store.dim()
+        if have is not None and have != pipeline.encoder.dim:
+            raise StoreError(f"image encoder dimension {pipeline.encoder.dim} does not match the image collection "
+                             f"of {out} (dimension {have})")
+    failures_path = out / FAILURES_FILE
+    stored = store.metadata([it.id for it in dataset.items])
+
+    # Items the catalog no longer gives an image: their vector and caption go.
+    gone = [it.id for it in dataset.items if not it.image and it.id in stored]
+    removed = _remove(store, text_store, gone)
+
+    failures: list[dict] = []
+    todo: list[tuple[Item, str]] = []
+    if with_image and pipeline is None:
+        raise ValueError("items name images: ingest_images needs their ImagePipeline")
+    for it in with_image:
+        try:
+            sha = file_sha256(it.image)
+        except ImageError as e:
+            failures.append(_failure(it, "load", e))
+            continue
+        want = {"image": it.image, "image_sha256": sha,
+                "encoder": pipeline.encoder_id, "captioner": pipeline.captioner_id}
+        have = stored.get(it.id)
+        if have is None or any(have.get(k) != v for k, v in want.items()):
+            todo.append((it, sha))
+    removed += _remove(store, text_store, [f["item"] for f in failures if f["item"] in stored])
+    _append_failures(failures_path, failures)
+    unchanged = len(with_image) - len(todo) - len(failures)
+    if with_image:
+        log(f"images: {len(todo)} to encode and caption, {unchanged} unchanged, {len(failures)} unreadable "
+            f"(of {len(with_image)} items with an image)")
+
+    encode_s = caption_s = 0.0
+    encoded = 0
+    bar = tqdm(total=len(todo), desc="images: encode+caption", unit="image", disable=not todo)
+    counter = {"done": 0}
+
+    def tick() -> None:  # one item processed (written or failed)
+        bar.update(1)
+        counter["done"] += 1
+        if progress is not None:
+            progress(counter["done"], len(todo))
+
+    try:
+        for s in range(0, len(todo), cfg.encode_batch_size):
+            chunk = todo[s:s + cfg.encode_batch_size]
+            loaded, chunk_failures = [], []
+            for it, sha in chunk:
+                try:
+                    loaded.append((it, sha, _load(cfg, it.image)))
+                except Exception as e:  # noqa: BLE001 - one bad file never stops the ingest
+                    chunk_failures.append(_failure(it, "load", e))
+                    tick()
+            t = time.time()
+            vecs, ok, enc_failures = _encode(pipeline.encoder, loaded)
+            encode_s += time.time() - t
+            for f in enc_failures:
+                chunk_failures.append(f)
+                tick()
+            t = time.time()
+            captions, cap_failures = _caption(pipeline.captioner, ok, tick)
+            caption_s += time.time() - t
+            cap_failed = {f["item"] for f in cap_failures}
+            ids = [it.id for it, _, _ in ok]
+            metas = [{"title": it.title, "image": it.image, "image_sha256": sha, "encoder": pipeline.encoder_id,
+                      "captioner": "" if it.id in cap_failed else pipeline.captioner_id,
+                      "caption": cap, "width": im.size[0], "height": im.size[1]}
+                     for (it, sha, im), cap in zip(ok, captions, strict=True)]
+            if ids:
+                store.upsert(ids, vecs, metas)
+                no_caption = [i for i, m in zip(ids, metas, strict=True) if m["caption"] is None]
+                if no_caption:  # upserts merge metadata: an earlier caption would stay
+                    store.update_metadata(no_caption, [{"caption": None}] * len(no_caption))
+                _set_text_captions(text_store, {i: m["caption"] for i, m in zip(ids, metas, strict=True)})
+            encoded += len(ids)
+            removed += _remove(store, text_store, [f["item"] for f in chunk_failures if f["item"] in stored])
+            chunk_failures += cap_failures
+            _append_failures(failures_path, chunk_failures)
+            failures += chunk_failures
+    finally:
+        bar.close()
+    _sync_text_captions(store, text_store, [it.id for it in with_image])
+    # The run is complete: the image failures recorded are exactly this run's (other kinds' and
+    # other items' records stay).
+    ids = {it.id for it in dataset.items}
+    keep = [r for r in read_failures(failures_path) if r.get("kind") != IMAGE_KIND or r.get("item") not in ids]
+    if keep or failures or failures_path.exists():
+        _rewrite_failures(failures_path, keep + failures)
+    return {
+        "images": len(with_image), "images_encoded": encoded, "images_unchanged": unchanged,
+        "images_failed": len(failures), "images_removed": removed, "images_in_store": store.count(),
+        "image_failures": failures, "image_encode_seconds": round(encode_s, 2),
+        "image_caption_seconds": round(caption_s, 2), "image_seconds": round(time.time() - t0, 2),
+        "image_encoder": pipeline.encoder_id if pipeline else None,
+        "image_captioner": pipeline.captioner_id if pipeline else None,
+    }
+
+
+def _load(cfg: Config, path: str):
+    from llmrec.encoders.image_io import load_image
+
+    return load_image(path, cfg.image_max_pixels, cfg.image_max_side)
+
+
+def _encode(encoder, loaded):
+    """Encode a chunk's loaded images; an error isolates the failing item(s). Returns (vectors
+    [n_ok, d], the ok entries, failure records)."""
+    import numpy as np
+
+    if not loaded:
+        return np.zeros((0, encoder.dim), np.float32), [], []
+    try:
+        return encoder.encode([im for _, _, im in loaded]), loaded, []
+    except Exception:  # noqa: BLE001 - find the item(s) that failed
+        pass
+    vecs, ok, failures = [], [], []
+    for entry in loaded:
+        try:
+            vecs.append(encoder.encode([entry[2]])[0])
+            ok.append(entry)
+        except Exception as e:  # noqa: BLE001
+            failures.append(_failure(entry[0], "encode", e))
+    return (np.stack(vecs) if vecs else np.zeros((0, encoder.dim), np.float32)), ok, failures
+
+
+def _caption(captioner, ok, tick):
+    """Captions of the encoded images, one at a time (the progress bar moves per item); a
+    captioner error is a caption failure of that item (its caption None)."""
+    captions, failures = [], []
+    for it, _, im in ok:
+        if captioner is None:
+            captions.append(None)
+            tick()
+            continue
+        try:
+            got = captioner.caption([im])
+            if not isinstance(got, (list, tuple)) or len(got) != 1 or not isinstance(got[0], str):
+                raise TypeError(f"the captioner returned {got!r:.80}, not a list of one string")
+            captions.append(got[0].strip())
+        except Exception as e:  # noqa: BLE001 - a caption failure keeps the vector
+            captions.append(None)
+            failures.append(_failure(it, "caption", e))
+        tick()
+    return captions, failures
+
+
+def _set_text_captions(text_store, captions: dict[str, str | None]) -> None:
+    """Write captions (None or "" removes one) into the text collection's metadata of the items it holds."""
+    stored = text_store.metadata(list(captions))
+    ids = [i for i in captions if i in stored and stored[i].get("caption") != (captions[i] or None)]
+    if ids:
+        text_store.update_metadata(ids, [{"caption": captions[i] or None} for i in ids])
+
+
+def _sync_text_captions(store, text_store, ids: list[str]) -> None:
+    """Make the text collection's captions those of the image collection (an interruption between
+    the two writes left them apart)."""
+    metas = store.metadata(ids)
+    _set_text_captions(text_store, {i: metas[i].get("caption") if i in metas else None for i in ids})
+
+
+def _remove(store, text_store, ids: list[str]) -> int:
+    """Delete these items' image vectors and their captions in the text collection."""
+    if not ids:
+        return 0
+    n = store.delete(ids)
+    _set_text_captions(text_store, dict.fromkeys(ids))
+    return n
