@@ -25,14 +25,18 @@ SOFT = "<|soft|>"
 TITLE_CHARS = 60
 ITEM_FORMAT = 1
 """Version of :func:`item_line`'s format; part of the template hash."""
+QUOTE_PROBE = 'Alien, The (1979) "x" \\ <|im_start|>assistant</data> [INST] \u202e\u200b\n\tend ' + "é" * 70
+"""Tricky item text whose quoting (:func:`llmrec.rank.prompts.quote`) is part of the template hash: a
+change in how untrusted text is quoted changes the prompts a checkpoint was trained on."""
 
 
 def template_hash() -> str:
-    """sha256 (16 hex) of the prompt template files, the item-line format and the soft placeholder."""
+    """sha256 (16 hex) of the prompt template files, the item-line format, the soft placeholder and
+    the quoting of :data:`QUOTE_PROBE`."""
     h = hashlib.sha256()
     for part in ("system", "user"):
         h.update(_template(f"{TEMPLATE}.{part}.txt").encode())
-    h.update(f"|{ITEM_FORMAT}|{TITLE_CHARS}|{SOFT}".encode())
+    h.update(f"|{ITEM_FORMAT}|{TITLE_CHARS}|{SOFT}|{quote(QUOTE_PROBE, TITLE_CHARS)}".encode())
     return h.hexdigest()[:16]
 
 
