@@ -179,6 +179,13 @@ class ChatSession:
                 "(\"something tense but not gory\"), or who you are (\"I'm user 42\").")
         return Reply(text, question=text, meta={"action": "help"})
 
+    def recommend(self) -> Reply:
+        """The next page for the current profile (as after a message that changed it): nothing shown,
+        excluded or disliked comes back. Used by the LangChain tool, which fills the profile itself.
+
+        Raises what ``Recommender.recommend`` raises; ModelError as :meth:`send`."""
+        return self._recommend(None, [])
+
     # ------------------------------------------------------------------ references
     def _item(self, ref: Ref, action: str, notes: list[str], meta: dict) -> Item | None:
         """The item a reference names, or None (a note or a queued question says why)."""
@@ -353,20 +360,26 @@ class ChatSession:
         return q / max(float(np.linalg.norm(q)), 1e-12)
 
     def _encoder(self):
-        """The store's text encoder, loaded once per recommender.
+        """The store's text encoder (:func:`store_encoder`)."""
+        return store_encoder(self.rec)
 
-        Raises ModelError: it cannot be loaded, or its dimension is not the store's."""
-        enc = _ENCODERS.get(self.rec)
-        if enc is None:
-            from llmrec.encoders.text import TextEncoder
 
-            enc = TextEncoder(self.rec.cfg)
-            if enc.dim != self.rec.vectors.shape[1]:
-                raise ModelError(f"the text encoder {self.rec.cfg.text_encoder!r} makes {enc.dim}-d vectors but the "
-                                 f"store's item vectors are {self.rec.vectors.shape[1]}-d: configure the encoder "
-                                 "the store was ingested with")
-            _ENCODERS[self.rec] = enc
-        return enc
+def store_encoder(recommender: Recommender):
+    """The text encoder of the recommender's store (``Config.text_encoder``, the model its item vectors
+    were made with), loaded once per recommender; ``encode(texts) -> float32 [n, d]``.
+
+    Raises ModelError: it cannot be loaded, or its dimension is not the store's."""
+    enc = _ENCODERS.get(recommender)
+    if enc is None:
+        from llmrec.encoders.text import TextEncoder
+
+        enc = TextEncoder(recommender.cfg)
+        if enc.dim != recommender.vectors.shape[1]:
+            raise ModelError(f"the text encoder {recommender.cfg.text_encoder!r} makes {enc.dim}-d vectors but the "
+                             f"store's item vectors are {recommender.vectors.shape[1]}-d: configure the encoder "
+                             "the store was ingested with")
+        _ENCODERS[recommender] = enc
+    return enc
 
 
 def _join(names: list[str], word: str) -> str:

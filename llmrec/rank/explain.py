@@ -7,6 +7,8 @@ one sentence generated from a prompt that holds only that evidence (``prompts/ex
 
 from __future__ import annotations
 
+import re
+
 import numpy as np
 
 from llmrec.data.types import Item
@@ -55,12 +57,37 @@ def explain(backend, items: list[Item], cited: list[list[Item]], mode: str, max_
     ]
     for i, text in zip(todo, backend.generate(prompts, max_tokens), strict=True):
         sentence = _first_sentence(text)
-        if sentence:
+        if sentence and not _copies_data(sentence, [items[i], *cited[i]]):
             base[i] = f"{base[i]} {sentence}"
     return base
 
 
 _ECHO_MARKERS = ("<data>", "</data>", "enjoyed:", "We recommend:", "Genres:", " - ")
+
+
+COPY_WORDS = 5
+"""A generated sentence that repeats this many consecutive words of the item data it was shown is dropped."""
+_NEUTRALISED = ("‹", "›", "⟦", "⟧")  # only quoted item data has them (llmrec.rank.prompts.quote)
+
+
+def _copies_data(sentence: str, shown: list[Item]) -> bool:
+    """Whether the sentence repeats quoted item data instead of explaining: it holds a bracket that
+    only quoting makes, or :data:`COPY_WORDS` consecutive words of a title or text it was shown
+    (item text is untrusted: a planted instruction must not come back in an explanation)."""
+    if any(m in sentence for m in _NEUTRALISED):
+        return True
+    said = " ".join(_word_list(sentence))
+    for it in shown:
+        for field in (it.title, it.text):
+            words = _word_list(field)
+            for s in range(len(words) - COPY_WORDS + 1):
+                if f" {' '.join(words[s:s + COPY_WORDS])} " in f" {said} ":
+                    return True
+    return False
+
+
+def _word_list(text: str) -> list[str]:
+    return re.findall(r"\w+", str(text).casefold())
 
 
 def _first_sentence(text: str) -> str:
