@@ -33,6 +33,7 @@ from tqdm import tqdm
 
 from llmrec.config import Config
 from llmrec.data.types import Dataset, Item
+from llmrec.encoders.image_io import file_error
 from llmrec.errors import DataError, ImageError, StoreError
 
 FAILURES_FILE = "failures.jsonl"
@@ -150,12 +151,8 @@ def file_sha256(path: str | os.PathLike) -> str:
         with open(path, "rb") as f:
             for block in iter(lambda: f.read(1 << 20), b""):
                 h.update(block)
-    except FileNotFoundError:
-        raise ImageError(path, "no such file") from None
-    except IsADirectoryError:
-        raise ImageError(path, "is a directory, not an image file") from None
     except OSError as e:
-        raise ImageError(path, f"cannot read the file: {e.strerror or e}") from None
+        raise file_error(path, e) from None
     return h.hexdigest()
 
 

@@ -25,6 +25,7 @@ from llmrec.errors import (
 )
 from llmrec.ingest import INTERACTIONS_FILE, item_from_metadata, read_interactions
 from llmrec.rank.explain import cite, explain
+from llmrec.rank.fuse import fuse, zscore
 from llmrec.rank.verbalizer import Ranking, verbalizer_rank
 from llmrec.retrieval.knn import top_scored
 from llmrec.retrieval.topk import MAX_K, topk
@@ -337,8 +338,6 @@ class Recommender:
 
     def _rank_trained(self, model, hist: list[str], cands: list[Item], rscores: np.ndarray) -> Ranking:
         """Order by the trained ranker fused with the retriever (the checkpoint's validation weight)."""
-        from llmrec.rank.fuse import fuse
-
         n = self.cfg.ranker_history
         shown = [self.items[self.index[i]] for i in hist[-n:]] if n else []
         lp = model.score([(shown, cands)])[0]
@@ -375,11 +374,7 @@ class Recommender:
             rows = np.concatenate([rows, extra])
             place = np.concatenate([place, np.full(len(extra), float(len(place)))])
 
-        def z(x: np.ndarray) -> np.ndarray:
-            sd = float(x.std())
-            return (x - x.mean()) / sd if sd > 0 else np.zeros_like(x)
-
-        blend = (1 - w) * z(-place) + w * z((self.vectors[rows] @ q).astype(np.float64))
+        blend = (1 - w) * zscore(-place) + w * zscore((self.vectors[rows] @ q).astype(np.float64))
         order = np.lexsort((rows, -blend))[:n]
         return rows[order], blend[order].astype(np.float32), f"{name}+query"
 

@@ -63,12 +63,8 @@ def load_image(
             # Pillow warns above MAX_IMAGE_PIXELS; the limit that governs is max_pixels, checked below.
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)
             im = Image.open(path)
-    except FileNotFoundError:
-        raise ImageError(path, "no such file") from None
-    except IsADirectoryError:
-        raise ImageError(path, "is a directory, not an image file") from None
-    except PermissionError as e:
-        raise ImageError(path, f"cannot read the file: {e.strerror}") from None
+    except (FileNotFoundError, IsADirectoryError, PermissionError) as e:
+        raise file_error(path, e) from None
     except Image.DecompressionBombError as e:
         raise ImageError(path, f"refused as too large to decode ({e})") from None
     except UnidentifiedImageError:
@@ -95,6 +91,15 @@ def load_image(
     if max(out.size) > max_side:
         out.thumbnail((max_side, max_side), Image.Resampling.LANCZOS)
     return out
+
+
+def file_error(path: str | os.PathLike, e: OSError) -> ImageError:
+    """The :class:`~llmrec.errors.ImageError` for an image file that cannot be opened or read."""
+    if isinstance(e, FileNotFoundError):
+        return ImageError(path, "no such file")
+    if isinstance(e, IsADirectoryError):
+        return ImageError(path, "is a directory, not an image file")
+    return ImageError(path, f"cannot read the file: {e.strerror or e}")
 
 
 def to_rgb(im: Image.Image, path: str | os.PathLike | None = None) -> Image.Image:

@@ -11,7 +11,8 @@ from llmrec.eval.metrics import target_rank
 WEIGHT_STEP = 0.05
 
 
-def _z(x: np.ndarray) -> np.ndarray:
+def zscore(x: np.ndarray) -> np.ndarray:
+    """float64, standardised over the last axis (a constant row becomes zeros)."""
     x = np.asarray(x, dtype=np.float64)
     sd = x.std(-1, keepdims=True)
     return (x - x.mean(-1, keepdims=True)) / np.where(sd > 0, sd, 1.0)
@@ -19,7 +20,7 @@ def _z(x: np.ndarray) -> np.ndarray:
 
 def fuse(llm: np.ndarray, retr: np.ndarray, w: float) -> np.ndarray:
     """float64 [..., n]: ``w * z(llm) + (1 - w) * z(retr)`` over the last axis (one user's candidates)."""
-    return w * _z(llm) + (1 - w) * _z(retr)
+    return w * zscore(llm) + (1 - w) * zscore(retr)
 
 
 def ndcg10(scores: np.ndarray, pos: np.ndarray) -> float:
