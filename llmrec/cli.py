@@ -129,6 +129,20 @@ def cmd_train_retriever(args) -> int:
     return 0
 
 
+def cmd_train_projector(args) -> int:
+    from llmrec.align.run import train_projector
+
+    cfg = _config(args)
+    _print_config(cfg)
+    man = train_projector(cfg, args.modality, args.out, log=lambda m: print(m, file=sys.stderr, flush=True))
+    r = man["report"]
+    print(f"{args.modality} projector: title top-1 {r['trained']['top1']:.3f} among {r['trained']['candidates']} "
+          f"on {r['trained']['items']} held-out items (chance {r['trained']['chance']:.3f}, untrained "
+          f"{r['untrained']['top1']:.3f}); held-out CE {r['heldout_ce']:.3f}; {r['seconds'] / 60:.1f} min"
+          + (" (stopped by projector_max_minutes)" if r["capped"] else ""))
+    return 0
+
+
 def cmd_train_ranker(args) -> int:
     import torch
 
@@ -221,6 +235,13 @@ def build_parser() -> argparse.ArgumentParser:
     rk.add_argument("--max-users", type=int, help="eval config: keep only the first N users (eval_max_users)")
     rk.add_argument("--fresh", action="store_true", help="discard a resumable earlier run in the folder")
     rk.set_defaults(func=cmd_train_ranker)
+
+    pj = sub.add_parser("train-projector", help="train a modality projector (image or audio vectors -> soft tokens in "
+                        "the LLM's input space; LLaVA stage 1) on a store")
+    _common(pj)
+    pj.add_argument("--modality", default="image", choices=["image", "audio"], help="whose vectors (default image)")
+    pj.add_argument("--out", help="checkpoint folder (default: {projector_dir or data_dir/projectors}/{modality})")
+    pj.set_defaults(func=cmd_train_projector)
 
     from llmrec.eval.cli import add_parser as add_eval
 

@@ -251,6 +251,29 @@ class Config:
     """Safety cap on training wall time; training is budgeted by examples and epochs. A run the cap
     stops is reported as such."""
 
+    # --- modality projector (``llmrec train-projector``, ``llmrec.align``) ----------------
+    projector_dir: Path | None = None
+    """Folder of the trained projectors, one sub-folder per modality (``image/``, ``audio/``).
+    Default: ``{data_dir}/projectors``."""
+    projector_k: int = 4
+    """Soft tokens per item vector."""
+    projector_hidden: int = 1024
+    """Width of the projector's hidden layer."""
+    projector_epochs: int = 4
+    """Passes over the training items (early stopping on the held-out cross-entropy)."""
+    projector_batch_size: int = 16
+    """Items per optimiser step."""
+    projector_lr: float = 1e-3
+    """AdamW learning rate (linear warm-up over 5% of the steps, then linear decay)."""
+    projector_holdout: float = 0.1
+    """Share of the items never trained on: they choose the epoch kept and measure the quality."""
+    projector_candidates: int = 20
+    """Quality measure: titles the held-out item's own title is ranked among (chance 1/N)."""
+    projector_patience: int = 2
+    """Early stopping: epochs without a better held-out cross-entropy."""
+    projector_max_minutes: float = 90.0
+    """Safety cap on training wall time; training is budgeted by epochs. A run the cap stops says so."""
+
     # ------------------------------------------------------------------------------------
     def store_dir(self) -> Path:
         """The data directory of the configured dataset."""
@@ -259,6 +282,12 @@ class Config:
     def retriever_path(self) -> Path:
         """Folder of the store's trained retriever: ``retriever_dir``, else ``{store_dir}/retriever``."""
         return Path(self.retriever_dir) if self.retriever_dir else self.store_dir() / "retriever"
+
+    def projector_path(self, modality: str) -> Path:
+        """Folder of the store's trained ``modality`` projector: ``{projector_dir or
+        {store_dir}/projectors}/{modality}``."""
+        root = Path(self.projector_dir) if self.projector_dir else self.store_dir() / "projectors"
+        return root / modality
 
     def models_dir(self) -> Path:
         return Path(self.home) / "models"
