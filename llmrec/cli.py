@@ -45,6 +45,8 @@ def cmd_ingest(args) -> int:
 
     if args.images is not None:
         args.extra_overrides = {"ingest_images": args.images}
+    if args.audio is not None:
+        args.extra_overrides = {**getattr(args, "extra_overrides", {}), "ingest_audio": args.audio}
     cfg = _config(args)
     if args.interactions and not args.catalog:
         raise ConfigError("--interactions needs --catalog (the items its rows refer to)")
@@ -61,7 +63,8 @@ def cmd_ingest(args) -> int:
     with_image = sum(1 for it in dataset.items if it.image)
     if with_image and not images:
         print(f"images: off ({with_image} items name an image; --images encodes and captions them)", file=sys.stderr)
-    summary = ingest(cfg, dataset, log=lambda m: print(m, file=sys.stderr, flush=True), images=images)
+    summary = ingest(cfg, dataset, log=lambda m: print(m, file=sys.stderr, flush=True), images=images,
+                     audio=cfg.ingest_audio)
     summary["skipped_lines"] = len(report.skipped)
     changed = len(dataset.items) - summary["items_unchanged"]
     print(f"read {len(dataset.items)} items ({changed} new or changed, encoded; {summary['items_unchanged']} "
@@ -79,6 +82,12 @@ def cmd_ingest(args) -> int:
         if fails:
             more = f" ({len(fails) - 20} more)" if len(fails) > 20 else ""
             print(f"  {len(fails)} image failure(s){more} recorded in {summary['store']}/failures.jsonl", file=sys.stderr)
+    if summary.get("audio"):
+        print(f"audio: {summary['audio_encoded']} embedded and transcribed, {summary['audio_unchanged']} unchanged, "
+              f"{summary['audio_failed']} failed, in {summary['audio_wall_seconds']:.1f}s; the store holds "
+              f"{summary['audio_in_store']} audio vectors.")
+        for f in summary["audio_failures"][:20]:
+            print(f"  failed: item {f['item']}: {f['path']}: {f['reason']} ({f['stage']})", file=sys.stderr)
     cfg.write(cfg.store_dir() / "config.json")  # the full effective config, with its sources
     return 0
 
@@ -205,6 +214,9 @@ def build_parser() -> argparse.ArgumentParser:
     ing.add_argument("--catalog", help="items JSONL (id, title, text, image, audio)")
     ing.add_argument("--interactions", help="interactions CSV (user,item,timestamp[,rating])")
     ing.add_argument("--skip-bad", action="store_true", help="skip malformed lines, report them, go on")
+    ing.add_argument("--audio", action=argparse.BooleanOptionalAction, default=None,
+                     help="embed and transcribe the items' audio files (config ingest_audio; default: on when "
+                     "items name audio)")
     ing.add_argument("--images", action=argparse.BooleanOptionalAction, default=None,
                      help="encode and caption the items' images (config ingest_images; default: on for a "
                      "--catalog with images, off for the MovieLens datasets' posters)")

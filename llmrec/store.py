@@ -7,13 +7,17 @@ retriever's). Open one with ``ItemStore(path, kind)``; :func:`kinds` lists those
 Ids are the catalog's item ids; metadata are the item's fields. Only our own embeddings are
 ever written or queried (Chroma is never asked to embed text: offline it cannot).
 An embedded ``PersistentClient`` under the data directory by default; a Chroma server when
-``chroma_host`` is configured.
+``chroma_host`` is configured. On a server the store also holds the interactions (collection
+``interactions``, :mod:`llmrec.interactions`) and a change stamp (:class:`ChangeStamp`, collection
+``llmrec_state``) that every ingest renews, so replicas notice each other's writes.
 """
 
 from __future__ import annotations
 
 import math
 import re
+import time
+import uuid
 from collections import Counter
 from pathlib import Path
 
@@ -42,7 +46,14 @@ def ensure_dir(path: Path) -> Path:
     return path
 
 
-def _client(path: Path | None, host: str | None, port: int):
+def open_client(path: Path | None, host: str | None, port: int = 8000):
+    """A ``chromadb`` client: ``HttpClient(host, port)`` when ``host`` is set, else an embedded
+    ``PersistentClient`` under ``path`` (created if missing); telemetry off.
+
+    Raises:
+        StoreError: the server cannot be reached (host and port named), or the folder cannot be
+            created or opened (named), or neither ``host`` nor ``path`` is given.
+    """
     import chromadb
     from chromadb.config import Settings
 
@@ -102,9 +113,12 @@ def collection_name(kind: str) -> str:
     return f"items_{kind}"
 
 
+_client = open_client  # the former private name
+
+
 def kinds(path: str | Path | None, host: str | None = None, port: int = 8000) -> list[str]:
     """The vector kinds that have a collection in the store (sorted), e.g. ``["image", "text"]``."""
-    client = _client(Path(path) if path else None, host, port)
+    client = open_client(Path(path) if path else None, host, port)
     names = [c if isinstance(c, str) else c.name for c in client.list_collections()]
     return sorted(n[len("items_"):] for n in names if n.startswith("items_"))
 
@@ -119,7 +133,7 @@ class ItemStore:
     """
 
     def __init__(self, path: str | Path | None, kind: str = "text", host: str | None = None, port: int = 8000):
-        self.client = _client(Path(path) if path else None, host, port)
+        self.client = open_client(Path(path) if path else None, host, port)
         self.kind = kind
         self.name = collection_name(kind)
         self.collection = self.client.get_or_create_collection(
@@ -272,3 +286,46 @@ class ItemStore:
         order = sorted(range(len(ids)), key=lambda r: item_key(ids[r]))
         mat = np.concatenate(vecs)[order]
         return [ids[r] for r in order], mat, [metas[r] for r in order]
+
+
+STATE_COLLECTION = "llmrec_state"
+_STAMP_ID = "stamp"
+
+
+class ChangeStamp:
+    """The store's change stamp: one record in the collection ``llmrec_state`` whose metadata
+    ``stamp`` (a random 32-hex token) every ingest that writes renews (:meth:`bump`), and whose
+    ``at`` is the time of that write (seconds since the epoch). A reader that remembers the stamp
+    it loaded under knows the store changed when :meth:`read` differs: one small ``get``
+    (about 3 ms against a local ``chroma run``, see README). A random token, not a counter: two
+    writers on different machines never need to agree on the next value.
+
+    Args:
+        client: a ``chromadb`` client (:func:`open_client`).
+    Raises:
+        StoreError: the collection cannot be opened (the server is unreachable).
+    """
+
+    def __init__(self, client):
+        try:
+            self.collection = client.get_or_create_collection(STATE_COLLECTION, embedding_function=None)
+        except Exception as e:
+            raise StoreError(f"cannot open the store's state collection {STATE_COLLECTION!r}: {e}") from e
+
+    def read(self) -> str | None:
+        """The current stamp (None: no ingest has written since the stamp was introduced).
+
+        Raises:
+            StoreError: the server cannot be reached."""
+        try:
+            got = self.collection.get(ids=[_STAMP_ID], include=["metadatas"])
+        except Exception as e:
+            raise StoreError(f"cannot read the store's change stamp: {e}") from e
+        metas = got.get("metadatas") or []
+        return str((metas[0] or {}).get("stamp")) if metas else None
+
+    def bump(self) -> str:
+        """Renew the stamp; returns the new one."""
+        stamp = uuid.uuid4().hex
+        self.collection.upsert(ids=[_STAMP_ID], embeddings=[[1.0]], metadatas=[{"stamp": stamp, "at": time.time()}])
+        return stamp

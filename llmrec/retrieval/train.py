@@ -77,11 +77,12 @@ def check_config(cfg: Config) -> list[int]:
 
 
 def load_store(cfg: Config) -> tuple[list[str], list, Path]:
-    """(store item ids, stored interactions, store folder) of ``cfg.store_dir()``.
+    """(store item ids, stored interactions, store folder) of ``cfg.store_dir()`` (with ``chroma_host``:
+    the server's items and interactions).
 
     Raises:
         StoreError: no store there, or it holds no items, or its interactions are unreadable."""
-    from llmrec.ingest import INTERACTIONS_FILE, read_interactions
+    from llmrec.interactions import open_interactions
     from llmrec.store import ItemStore
 
     path = cfg.store_dir()
@@ -90,7 +91,7 @@ def load_store(cfg: Config) -> tuple[list[str], list, Path]:
     ids = ItemStore(path, "text", cfg.chroma_host, cfg.chroma_port).ids()
     if not ids:
         raise StoreError(f"the store at {path} holds no items: run `llmrec ingest` first")
-    return ids, read_interactions(path / INTERACTIONS_FILE), path
+    return ids, open_interactions(cfg, path).read(), path
 
 
 def train_retriever(cfg: Config, log=print) -> dict:

@@ -1,0 +1,244 @@
+"""The audio part of ``llmrec ingest``: audio vectors, transcripts, failures.
+
+Each item with an ``audio`` path is decoded (:func:`llmrec.encoders.audio_io.load_audio`, at most
+config ``audio_max_seconds``), refused when silent, embedded by Whisper's encoder (config
+``audio_model``) into the store's ``items_audio`` collection (ids = item ids) and transcribed; the
+transcript goes into the item's metadata in the ``items_audio`` collection (key ``transcript``,
+``""`` when no speech was found) and, when not empty, in the ``items_text`` collection (the text
+fallback). The audio collection's metadata also record what the vector came from: ``audio`` (the
+path), ``audio_sha256`` (the file's content), ``encoder`` (its identity), ``seconds`` (decoded),
+``source_rate``, ``channels`` and ``audio_truncated`` (the file is longer than the cap).
+
+- **Resumable.** Items are written ``encode_batch_size`` at a time; an item whose stored path, file
+  hash and encoder all match is skipped, so a rerun after an interruption does only the rest.
+  Upserts are by item id: nothing is duplicated.
+- **Failures** (a missing, empty, corrupt, non-audio or silent file, an encoder error) are recorded
+  per item, with the file and the reason, in ``{data_dir}/failures.jsonl`` (``"kind": "audio"``,
+  beside the image records) and reported; the ingest goes on and the item is tried again next time.
+  After an ingest an item has an audio vector exactly when its current audio file was encoded. A
+  transcription error keeps the vector, without a transcript (tried again next time).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+
+import numpy as np
+from tqdm import tqdm
+
+from llmrec.config import Config
+from llmrec.data.types import Dataset, Item
+from llmrec.errors import AudioError, StoreError
+from llmrec.ingest_images import FAILURES_FILE, _append_failures, _rewrite_failures, read_failures
+
+AUDIO_KIND = "audio"
+DERIVED_KEYS = ("transcript",)
+"""Text-collection metadata keys that ingest derives (from audio), not read from the catalog."""
+
+
+def audio_wanted(cfg: Config, dataset: Dataset) -> bool:
+    """Whether ingest encodes audio: config ``ingest_audio`` when set; else (``auto``) when some item
+    names an audio file."""
+    if cfg.ingest_audio is not None:
+        return bool(cfg.ingest_audio)
+    return any(it.audio for it in dataset.items)
+
+
+class AudioPipeline:
+    """The Whisper encoder of a config, loaded once (before ingest writes anything).
+
+    Raises:
+        ModelError: the model is not prepared (``llmrec models prepare``) or does not load.
+    """
+
+    def __init__(self, cfg: Config):
+        from llmrec.encoders.audio import load_audio_encoder
+
+        self.encoder = load_audio_encoder(cfg)
+        self.encoder_id = self.encoder.identity()["id"]
+
+
+def audio_sha256(path: str | os.PathLike) -> str:
+    """The sha256 of a file's bytes (hex). Raises: AudioError (missing, a directory, unreadable), naming it."""
+    h = hashlib.sha256()
+    try:
+        with open(path, "rb") as f:
+            for block in iter(lambda: f.read(1 << 20), b""):
+                h.update(block)
+    except FileNotFoundError:
+        raise AudioError(path, "no such file") from None
+    except IsADirectoryError:
+        raise AudioError(path, "is a directory, not an audio file") from None
+    except OSError as e:
+        raise AudioError(path, f"cannot read the file: {e.strerror or e}") from None
+    return h.hexdigest()
+
+
+def _failure(item: Item, stage: str, err: BaseException) -> dict:
+    reason = err.reason if isinstance(err, AudioError) else f"{type(err).__name__}: {err}"
+    return {"kind": AUDIO_KIND, "item": item.id, "path": item.audio, "stage": stage, "reason": reason,
+            "time": datetime.now(UTC).isoformat(timespec="seconds")}
+
+
+def ingest_audio(cfg: Config, dataset: Dataset, out: Path, text_store, pipeline: AudioPipeline | None,
+                 log=print, progress=None) -> dict:
+    """Embed and transcribe the audio of ``dataset``'s items into the store at ``out`` (module docstring).
+
+    Args:
+        text_store: the store's ``text`` :class:`~llmrec.store.ItemStore` (transcripts go into its
+            metadata for items it holds).
+        pipeline: the model (None when no item names audio: only stale vectors are removed).
+        log: one-line messages. progress: ``progress(done, total)`` after each item is processed (an
+            exception it raises stops the ingest; what was written stays).
+    Returns:
+        A summary: ``audio`` (items naming audio), ``audio_encoded``, ``audio_unchanged``,
+        ``audio_failed``, ``audio_removed``, ``audio_in_store``, ``audio_failures`` (the records),
+        ``audio_seconds_decoded`` (s of audio), ``audio_embed_seconds``, ``audio_transcribe_seconds``,
+        ``audio_wall_seconds`` and ``audio_encoder`` (the encoder id).
+    Raises:
+        StoreError: the audio collection's vector dimension differs from the encoder's.
+    """
+    from llmrec.encoders.audio_io import check_not_silent, load_audio
+    from llmrec.store import ItemStore, kinds
+
+    t0 = time.time()
+    with_audio = [it for it in dataset.items if it.audio]
+    empty = {"audio": 0, "audio_encoded": 0, "audio_unchanged": 0, "audio_failed": 0, "audio_removed": 0,
+             "audio_in_store": 0, "audio_failures": [], "audio_wall_seconds": 0.0}
+    if not with_audio and AUDIO_KIND not in kinds(out, cfg.chroma_host, cfg.chroma_port):
+        return empty
+    if with_audio and pipeline is None:
+        raise ValueError("items name audio files: ingest_audio needs their AudioPipeline")
+    store = ItemStore(out, AUDIO_KIND, cfg.chroma_host, cfg.chroma_port)
+    if pipeline is not None and store.dim() not in (None, pipeline.encoder.dim):
+        raise StoreError(f"audio encoder dimension {pipeline.encoder.dim} does not match the audio collection "
+                         f"of {out} (dimension {store.dim()})")
+    failures_path = out / FAILURES_FILE
+    stored = store.metadata([it.id for it in dataset.items])
+    removed = _remove(store, text_store, [it.id for it in dataset.items if not it.audio and it.id in stored])
+
+    failures: list[dict] = []
+    todo: list[tuple[Item, str]] = []
+    for it in with_audio:
+        try:
+            sha = audio_sha256(it.audio)
+        except AudioError as e:
+            failures.append(_failure(it, "load", e))
+            continue
+        want = {"audio": it.audio, "audio_sha256": sha, "encoder": pipeline.encoder_id}
+        have = stored.get(it.id)
+        if have is None or any(have.get(k) != v for k, v in want.items()) or "transcript" not in have:
+            todo.append((it, sha))
+    removed += _remove(store, text_store, [f["item"] for f in failures if f["item"] in stored])
+    _append_failures(failures_path, failures)
+    unchanged = len(with_audio) - len(todo) - len(failures)
+    if with_audio:
+        log(f"audio: {len(todo)} to embed and transcribe, {unchanged} unchanged, {len(failures)} unreadable "
+            f"(of {len(with_audio)} items with audio)")
+
+    embed_s = transcribe_s = decoded = 0.0
+    encoded = done = 0
+    bar = tqdm(total=len(todo), desc="audio: embed+transcribe", unit="clip", disable=not todo)
+    try:
+        for s in range(0, len(todo), cfg.encode_batch_size):
+            loaded, chunk_failures = [], []
+            for it, sha in todo[s:s + cfg.encode_batch_size]:
+                try:
+                    loaded.append((it, sha, check_not_silent(load_audio(it.audio, cfg.audio_max_seconds), it.audio)))
+                except Exception as e:  # noqa: BLE001 - one bad file never stops the ingest
+                    chunk_failures.append(_failure(it, "load", e))
+            t = time.time()
+            vecs, ok, enc_failures = _embed(pipeline.encoder, loaded)
+            embed_s += time.time() - t
+            chunk_failures += enc_failures
+            metas = []
+            for it, sha, clip in ok:
+                t = time.time()
+                try:
+                    transcript = pipeline.encoder.transcribe([clip])[0]
+                except Exception as e:  # noqa: BLE001 - a transcript failure keeps the vector
+                    transcript = None
+                    chunk_failures.append(_failure(it, "transcribe", e))
+                transcribe_s += time.time() - t
+                decoded += clip.seconds
+                metas.append({"title": it.title, "audio": it.audio, "audio_sha256": sha, "encoder": pipeline.encoder_id,
+                              "transcript": transcript, "seconds": round(clip.seconds, 3), "source_rate": clip.source_rate,
+                              "channels": clip.channels, "audio_truncated": clip.truncated})
+            ids = [it.id for it, _, _ in ok]
+            if ids:
+                store.upsert(ids, vecs, metas)
+                lost = [i for i, m in zip(ids, metas, strict=True) if m["transcript"] is None]
+                if lost:  # upserts merge metadata: an earlier transcript would stay
+                    store.update_metadata(lost, [{"transcript": None}] * len(lost))
+                _set_text_transcripts(text_store, {i: m["transcript"] for i, m in zip(ids, metas, strict=True)})
+            encoded += len(ids)
+            failed_ids = {f["item"] for f in chunk_failures if f["stage"] != "transcribe"}
+            removed += _remove(store, text_store, [i for i in failed_ids if i in stored])
+            _append_failures(failures_path, chunk_failures)
+            failures += chunk_failures
+            for _ in todo[s:s + cfg.encode_batch_size]:  # every item of the chunk is processed (written or failed)
+                bar.update(1)
+                done += 1
+                if progress is not None:
+                    progress(done, len(todo))
+    finally:
+        bar.close()
+    _sync_text_transcripts(store, text_store, [it.id for it in with_audio])
+    ids = {it.id for it in dataset.items}
+    keep = [r for r in read_failures(failures_path) if r.get("kind") != AUDIO_KIND or r.get("item") not in ids]
+    if keep or failures or failures_path.exists():
+        _rewrite_failures(failures_path, keep + failures)
+    return {
+        "audio": len(with_audio), "audio_encoded": encoded, "audio_unchanged": unchanged,
+        "audio_failed": len({f["item"] for f in failures}), "audio_removed": removed, "audio_in_store": store.count(),
+        "audio_failures": failures, "audio_seconds_decoded": round(decoded, 1),
+        "audio_embed_seconds": round(embed_s, 2), "audio_transcribe_seconds": round(transcribe_s, 2),
+        "audio_wall_seconds": round(time.time() - t0, 2), "audio_encoder": pipeline.encoder_id if pipeline else None,
+    }
+
+
+def _embed(encoder, loaded):
+    """Embed a chunk's clips; an error isolates the failing item(s). Returns (vectors [n_ok, d],
+    the ok entries, failure records)."""
+    if not loaded:
+        return np.zeros((0, encoder.dim), np.float32), [], []
+    try:
+        return encoder.embed([clip for _, _, clip in loaded]), loaded, []
+    except Exception:  # noqa: BLE001 - find the item(s) that failed
+        pass
+    vecs, ok, failures = [], [], []
+    for entry in loaded:
+        try:
+            vecs.append(encoder.embed([entry[2]])[0])
+            ok.append(entry)
+        except Exception as e:  # noqa: BLE001
+            failures.append(_failure(entry[0], "encode", e))
+    return (np.stack(vecs) if vecs else np.zeros((0, encoder.dim), np.float32)), ok, failures
+
+
+def _set_text_transcripts(text_store, transcripts: dict[str, str | None]) -> None:
+    """Write transcripts (None or "" removes one) into the text collection's metadata of the items it holds."""
+    stored = text_store.metadata(list(transcripts))
+    ids = [i for i in transcripts if i in stored and stored[i].get("transcript") != (transcripts[i] or None)]
+    if ids:
+        text_store.update_metadata(ids, [{"transcript": transcripts[i] or None} for i in ids])
+
+
+def _sync_text_transcripts(store, text_store, ids: list[str]) -> None:
+    """Make the text collection's transcripts those of the audio collection (an interruption between
+    the two writes left them apart)."""
+    metas = store.metadata(ids)
+    _set_text_transcripts(text_store, {i: metas[i].get("transcript") if i in metas else None for i in ids})
+
+
+def _remove(store, text_store, ids: list[str]) -> int:
+    """Delete these items' audio vectors and their transcripts in the text collection."""
+    if not ids:
+        return 0
+    n = store.delete(ids)
+    _set_text_transcripts(text_store, dict.fromkeys(ids))
+    return n

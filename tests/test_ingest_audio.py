@@ -1,0 +1,122 @@
+"""Ingest of audio: a small catalog of the 10 real clips plus a non-audio file, a missing file and a
+silent file; vectors, transcripts (audio and text collections), failures recorded, rerun skips
+what is stored, and nothing stored is lost."""
+
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+
+from llmrec.cli import main
+from llmrec.config import Config
+from llmrec.data.catalog import load_catalog
+from llmrec.ingest import ingest
+from llmrec.ingest_audio import audio_wanted
+from llmrec.ingest_images import FAILURES_FILE, read_failures
+from llmrec.models import prepare_whisper
+from llmrec.store import ItemStore, kinds
+
+AUDIO = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "audio"
+CLIPS = sorted(AUDIO.glob("*.ogg"))
+SPEECH = {"198-209-0000", "3436-172162-0000", "5703-47212-0000"}
+BAD = {"bad": "not an audio file", "gone": "no such file", "hush": "silent"}
+
+
+@pytest.fixture(scope="module")
+def catalog(tmp_path_factory) -> Path:
+    root = tmp_path_factory.mktemp("audio_catalog")
+    (root / "a").mkdir()
+    rows = []
+    for p in CLIPS:
+        shutil.copy(p, root / "a" / p.name)
+        rows.append({"id": p.stem, "title": p.stem.replace("_", " "), "audio": f"a/{p.name}"})
+    (root / "a" / "bad.ogg").write_text("this is a text file, not a recording\n" * 30)
+    sf.write(str(root / "a" / "hush.wav"), np.zeros((3 * 44100, 2), np.float32), 44100)
+    rows += [{"id": "bad", "title": "Bad", "audio": "a/bad.ogg"}, {"id": "gone", "title": "Gone", "audio": "a/gone.ogg"},
+             {"id": "hush", "title": "Hush", "audio": "a/hush.wav"}, {"id": "plain", "title": "Plain", "text": "No audio."}]
+    path = root / "items.jsonl"
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
+    return path
+
+
+@pytest.fixture(scope="module")
+def cfg(base_cfg, tmp_path_factory):
+    c = base_cfg.replace(encode_batch_size=4, threads=1, audio_max_seconds=20.0,
+                         data_dir=tmp_path_factory.mktemp("audio_store"))
+    prepare_whisper(c, log=lambda *_: None)
+    return c
+
+
+@pytest.fixture(scope="module")
+def full(cfg, catalog):
+    ds, _ = load_catalog(catalog)
+    return ingest(cfg, ds, log=lambda *_: None)
+
+
+def test_auto_and_flags(catalog):
+    ds, _ = load_catalog(catalog)
+    assert audio_wanted(Config.load(env={}), ds)
+    assert not audio_wanted(Config.load(env={}, overrides={"ingest_audio": False}), ds)
+
+
+def test_vectors_transcripts_and_failures(full, cfg):
+    assert full["audio_ingested"] and full["audio"] == 13
+    assert full["audio_encoded"] == 10 and full["audio_failed"] == 3 and full["audio_in_store"] == 10
+    ids, vecs, metas = ItemStore(cfg.store_dir(), "audio").matrix()
+    assert sorted(ids) == sorted(p.stem for p in CLIPS)
+    assert vecs.shape == (10, 384)
+    np.testing.assert_allclose(np.linalg.norm(vecs, axis=1), 1.0, atol=1e-5)
+    by_id = dict(zip(ids, metas, strict=True))
+    for i, m in by_id.items():
+        assert m["encoder"] == full["audio_encoder"] and len(m["audio_sha256"]) == 64
+        assert m["source_rate"] == 22050 and m["channels"] == 1 and 0 < m["seconds"] <= 20.0
+        if i in SPEECH:
+            assert len(m["transcript"].split()) > 20, (i, m["transcript"])
+        elif i != "Karissa_Hobbs_-_Lets_Go_Fishin":
+            assert m["transcript"] == "", (i, m["transcript"])
+    assert by_id["Karissa_Hobbs_-_Lets_Go_Fishin"]["audio_truncated"]
+    assert not by_id["198-209-0000"]["audio_truncated"]
+    # the text fallback: speech transcripts in the text collection; none for items without speech
+    text = ItemStore(cfg.store_dir(), "text").metadata(ids + ["plain", "bad"])
+    assert text["3436-172162-0000"]["transcript"] == by_id["3436-172162-0000"]["transcript"]
+    assert "transcript" not in text["sorohanro_-_solo-trumpet-06"] and "transcript" not in text["plain"]
+    recs = {r["item"]: r for r in read_failures(cfg.store_dir() / FAILURES_FILE) if r["kind"] == "audio"}
+    assert set(recs) == set(BAD)
+    for i, why in BAD.items():
+        assert why in recs[i]["reason"] and recs[i]["path"].endswith(("bad.ogg", "gone.ogg", "hush.wav"))
+
+
+def test_rerun_skips_and_loses_nothing(full, cfg, catalog):
+    store = ItemStore(cfg.store_dir(), "audio")
+    before_ids, before_vecs, before_metas = store.matrix()
+    text_before = ItemStore(cfg.store_dir(), "text").matrix()
+    ds, _ = load_catalog(catalog)
+    again = ingest(cfg, ds, log=lambda *_: None)
+    assert again["audio_encoded"] == 0 and again["audio_unchanged"] == 10 and again["audio_failed"] == 3
+    after_ids, after_vecs, after_metas = store.matrix()
+    assert after_ids == before_ids and np.array_equal(after_vecs, before_vecs) and after_metas == before_metas
+    text_after = ItemStore(cfg.store_dir(), "text").matrix()
+    assert text_after[0] == text_before[0] and text_after[2] == text_before[2]  # transcripts kept
+    assert again["items_unchanged"] == len(ds.items)
+    assert len(read_failures(cfg.store_dir() / FAILURES_FILE)) == 3  # not duplicated
+
+
+def test_removed_audio_is_deleted_and_no_audio_flag(cfg, catalog, tmp_path, capsys):
+    rows = [json.loads(x) for x in catalog.read_text().splitlines()]
+    keep = [r for r in rows if r["id"] in ("198-209-0000", "plain")]
+    small = catalog.parent / "small.jsonl"
+    small.write_text("".join(json.dumps(r) + "\n" for r in keep))
+    c = cfg.replace(data_dir=tmp_path / "s")
+    ingest(c, load_catalog(small)[0], log=lambda *_: None)
+    assert ItemStore(c.store_dir(), "audio").count() == 1
+    keep[0] = {k: v for k, v in keep[0].items() if k != "audio"}
+    small.write_text("".join(json.dumps(r) + "\n" for r in keep))
+    out = ingest(c, load_catalog(small)[0], log=lambda *_: None, audio=True)
+    assert out["audio_removed"] == 1 and ItemStore(c.store_dir(), "audio").count() == 0
+    assert "transcript" not in ItemStore(c.store_dir(), "text").metadata(["198-209-0000"])["198-209-0000"]
+    rc = main(["ingest", "--catalog", str(catalog), "--data-dir", str(tmp_path / "n"), "--home", str(cfg.home),
+               "--no-audio", "--no-images"])
+    assert rc == 0 and "audio" not in kinds(tmp_path / "n")
