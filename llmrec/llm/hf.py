@@ -120,7 +120,12 @@ class TransformersBackend:
 
 
 def make_backend(cfg: Config):
-    """The backend named by ``cfg.llm_backend``."""
+    """The backend named by ``cfg.llm_backend``: ``transformers`` (in-process) or ``vllm``
+    (:class:`llmrec.llm.vllm.VLLMBackend`, a vLLM server)."""
     if cfg.llm_backend == "transformers":
         return TransformersBackend(cfg)
-    raise ModelError(f"unknown llm_backend {cfg.llm_backend!r} (available: transformers)")
+    if cfg.llm_backend == "vllm":
+        from llmrec.llm.vllm import VLLMBackend
+
+        return VLLMBackend(cfg)
+    raise ModelError(f"unknown llm_backend {cfg.llm_backend!r} (available: transformers, vllm)")
