@@ -71,7 +71,8 @@ def _clean(meta: dict) -> dict:
 
 def item_from_metadata(item_id: str, meta: dict) -> Item:
     fields = {k[2:]: v for k, v in meta.items() if k.startswith("f_")}
-    return Item(item_id, meta.get("title", item_id), meta.get("text", ""), meta.get("image"), meta.get("audio"), fields)
+    return Item(item_id, meta.get("title", item_id), meta.get("text", ""), meta.get("image"), meta.get("audio"), fields,
+                caption=meta.get("caption") or "", transcript=meta.get("transcript") or "")
 
 
 def ingest(cfg: Config, dataset: Dataset, log=print, images: bool | None = None, progress=None,

@@ -29,7 +29,7 @@ from llmrec.ingest import item_from_metadata
 from llmrec.interactions import open_interactions
 from llmrec.rank.explain import cite, explain
 from llmrec.rank.fuse import fuse, zscore
-from llmrec.rank.verbalizer import Ranking, verbalizer_rank
+from llmrec.rank.verbalizer import Ranking, modalities, verbalizer_rank
 from llmrec.retrieval.knn import top_scored
 from llmrec.retrieval.topk import MAX_K, topk
 from llmrec.retrieval.user_state import recency_weighted
@@ -49,6 +49,10 @@ class Recommendation:
     explanation: str
     because: list[str] = field(default_factory=list)
     retrieval_score: float | None = None
+    modalities: dict = field(default_factory=dict)
+    """How the ranking LLM saw the item's image and audio (``llmrec.rank.verbalizer.modalities``):
+    ``{"image": "caption"}``, ``"soft_tokens"``, ``"transcript"``, ``"unused"``; {} for an item with
+    neither, or when no LLM ranked it."""
 
 
 @dataclass
@@ -388,7 +392,9 @@ class Recommender:
         for r, (p, text, cs) in enumerate(zip(picked, texts, cited_items, strict=True), 1):
             it = self.items[rows[p]]
             score = float(ranking.logprobs[p]) if p < len(cands) else float("-inf")
-            out.append(Recommendation(it.id, it.title, score, r, text, [c.id for c in cs], float(rscores[p])))
+            # The zero-shot prompt holds item_line (captions, transcripts); the trained one titles (+ collaborative tokens).
+            seen = modalities(it, fallback=trained is None and p < len(cands))
+            out.append(Recommendation(it.id, it.title, score, r, text, [c.id for c in cs], float(rscores[p]), seen))
         return Recommendations(user, out, retriever=retriever, ranker="zero-shot" if trained is None else "trained")
 
     @property

@@ -7,7 +7,8 @@ from dataclasses import dataclass, field
 
 @dataclass(frozen=True)
 class Item:
-    """One catalog item. ``id`` is the catalog's own id (a string), never a title."""
+    """One catalog item. ``id`` is the catalog's own id (a string), never a title. ``caption`` and
+    ``transcript``: the text fallback of its image and audio, made at ingest ("" when none)."""
 
     id: str
     title: str
@@ -15,6 +16,8 @@ class Item:
     image: str | None = None
     audio: str | None = None
     fields: dict = field(default_factory=dict, hash=False, compare=False)
+    caption: str = ""
+    transcript: str = ""
 
     def document(self) -> str:
         """The text that is embedded: title and description."""

@@ -72,13 +72,13 @@ _NEUTRALISED = ("‹", "›", "⟦", "⟧")  # only quoted item data has them (l
 
 def _copies_data(sentence: str, shown: list[Item]) -> bool:
     """Whether the sentence repeats quoted item data instead of explaining: it holds a bracket that
-    only quoting makes, or :data:`COPY_WORDS` consecutive words of a title or text it was shown
+    only quoting makes, or :data:`COPY_WORDS` consecutive words of a title, text, caption or transcript it was shown
     (item text is untrusted: a planted instruction must not come back in an explanation)."""
     if any(m in sentence for m in _NEUTRALISED):
         return True
     said = " ".join(_word_list(sentence))
     for it in shown:
-        for field in (it.title, it.text):
+        for field in (it.title, it.text, it.caption, it.transcript):
             words = _word_list(field)
             for s in range(len(words) - COPY_WORDS + 1):
                 if f" {' '.join(words[s:s + COPY_WORDS])} " in f" {said} ":

@@ -19,8 +19,27 @@ LABELS = string.ascii_uppercase
 
 
 def item_line(item: Item) -> str:
-    """One quoted line describing an item: title, then its text."""
-    return f"{quote(item.title)}" + (f" — {quote(item.text)}" if item.text else "")
+    """One quoted line describing an item: title, then its text, then the text fallback of its image
+    (``image: "caption"``) and audio (``audio: "transcript"``) when it has them."""
+    line = quote(item.title) + (f" — {quote(item.text)}" if item.text else "")
+    if item.caption:
+        line += f" — image: {quote(item.caption)}"
+    if item.transcript:
+        line += f" — audio: {quote(item.transcript)}"
+    return line
+
+
+def modalities(item: Item, soft: frozenset = frozenset(), fallback: bool = True) -> dict[str, str]:
+    """How the ranking LLM saw each non-text modality the item has: ``{"image": ..., "audio": ...}``,
+    each ``soft_tokens`` (named in ``soft``), ``caption`` / ``transcript`` (``fallback``: the prompt
+    held :func:`item_line`, and the item has that text) or ``unused``. An item without an image or
+    audio file has no such key."""
+    out = {}
+    for name, path, text, word in (("image", item.image, item.caption, "caption"),
+                                   ("audio", item.audio, item.transcript, "transcript")):
+        if path:
+            out[name] = "soft_tokens" if name in soft else (word if fallback and text else "unused")
+    return out
 
 
 def rank_prompt(history: list[Item], candidates: list[Item]):
