@@ -318,6 +318,8 @@ class Config:
     """Share of the items never trained on: they choose the epoch kept and measure the quality."""
     projector_candidates: int = 20
     """Quality measure: titles the held-out item's own title is ranked among (chance 1/N)."""
+    projector_eval_items: int = 100
+    """Quality measure: at most this many held-out items (each costs ``projector_candidates`` sequences)."""
     projector_patience: int = 2
     """Early stopping: epochs without a better held-out cross-entropy."""
     projector_max_minutes: float = 90.0

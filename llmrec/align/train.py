@@ -8,7 +8,8 @@ genres) given the prompt ``prompts/describe.*`` whose only view of the item is i
 Items are split once (seeded): ``holdout`` of them are never trained on. They choose the epoch kept
 (held-out cross-entropy, early stopping) and measure the projector's quality: given only an item's
 soft tokens, is its title the one the LLM ranks first among ``candidates`` titles (its own and
-``candidates - 1`` other held-out titles drawn at random)? Titles are scored by mean per-token
+``candidates - 1`` other held-out titles drawn at random)? (Measured on at most ``eval_items`` of the
+held-out items: each costs ``candidates`` sequences.) Titles are scored by mean per-token
 log-probability; chance is ``1 / candidates``. The untrained projector is measured the same way as a
 control. Budgeted by epochs; ``max_minutes`` is a safety cap, and a run it stops says so.
 """
@@ -38,6 +39,7 @@ class ProjectorParams:
     lr: float = 1e-3
     holdout: float = 0.1
     candidates: int = 20
+    eval_items: int = 100
     patience: int = 2
     max_minutes: float = 60.0
     seed: int = 0
@@ -47,9 +49,10 @@ def params_from(cfg) -> ProjectorParams:
     """The ``projector_*`` keys of ``cfg`` (and ``seed``), range-checked. Raises ConfigError naming the key."""
     p = ProjectorParams(k=cfg.projector_k, hidden=cfg.projector_hidden, epochs=cfg.projector_epochs,
                         batch_size=cfg.projector_batch_size, lr=cfg.projector_lr, holdout=cfg.projector_holdout,
-                        candidates=cfg.projector_candidates, patience=cfg.projector_patience,
+                        candidates=cfg.projector_candidates, eval_items=cfg.projector_eval_items,
+                        patience=cfg.projector_patience,
                         max_minutes=cfg.projector_max_minutes, seed=cfg.seed)
-    for key in ("k", "hidden", "epochs", "batch_size", "patience"):
+    for key in ("k", "hidden", "epochs", "batch_size", "eval_items", "patience"):
         if getattr(p, key) < 1:
             raise ConfigError(f"config key 'projector_{key}' must be >= 1, got {getattr(p, key)}")
     if p.candidates < 2:
@@ -171,10 +174,11 @@ def train(llm, tokenizer, vectors: np.ndarray, titles: list[str], texts: list[st
                              Projector(spec, embedding_rms(llm.get_input_embeddings()))).to(dev)
     Vt = torch.as_tensor(V, device=dev)
     answers = [splicer.answer_ids(target_text(t, x)) for t, x in zip(titles, texts, strict=True)]
-    ho_titles = [titles[i] for i in ho]
+    qi = np.sort(np.random.default_rng(p.seed + 1).permutation(ho)[:p.eval_items])  # the quality measure's items
+    q_titles = [titles[i] for i in qi]
     report: dict = {"params": asdict(p), "modality": modality, "items": len(V), "train_items": len(tr),
                     "heldout_items": len(ho), "epochs": []}
-    report["untrained"] = title_top1(splicer, model.eval(), Vt[ho], ho_titles, p.candidates, p.seed)
+    report["untrained"] = title_top1(splicer, model.eval(), Vt[qi], q_titles, p.candidates, p.seed)
     best = heldout_loss(splicer, model, Vt[ho], [answers[i] for i in ho], p.batch_size)
     report["epochs"].append({"epoch": 0, "heldout_ce": best})
     log(f"projector ({modality}): {len(tr)} training items, {len(ho)} held out; untrained: held-out CE {best:.3f}, "
@@ -228,7 +232,7 @@ def train(llm, tokenizer, vectors: np.ndarray, titles: list[str], texts: list[st
     model.eval()
     report["epoch_kept"] = best_epoch
     report["heldout_ce"] = best
-    report["trained"] = title_top1(splicer, model, Vt[ho], ho_titles, p.candidates, p.seed)
+    report["trained"] = title_top1(splicer, model, Vt[qi], q_titles, p.candidates, p.seed)
     report["capped"] = capped
     report["seconds"] = round(time.time() - t0, 1)
     log(f"kept epoch {best_epoch}: held-out CE {best:.3f}, title top-1 {report['trained']['top1']:.3f} among "
