@@ -183,6 +183,10 @@ class Config:
     ranker: str = "auto"
     """``recommend``'s ranker: ``auto`` (the store's trained ranker, ``llmrec train-ranker --data-dir``, when
     its checkpoint exists, else zero-shot), ``trained`` (required), ``zero-shot`` (the base LLM)."""
+    ranker_modalities: list[str] = field(default_factory=list)
+    """Modalities (``image``, ``audio``) the zero-shot ranker sees as soft tokens: each item's vector
+    through the store's trained projector (``llmrec train-projector``) in place of its caption or
+    transcript; items without a vector keep the text fallback. Empty: text fallback only."""
     explain_max_tokens: int = 40
     """Upper bound on generated explanation length, in tokens."""
     seed: int = 0
@@ -548,6 +552,9 @@ def _coerce(cfg: Config) -> Config:
         raise ConfigError(f"config key 'audio_model' must be tiny.en or base, got {cfg.audio_model!r}")
     if not (math.isfinite(cfg.audio_max_seconds) and cfg.audio_max_seconds > 0):
         raise ConfigError(f"config key 'audio_max_seconds' must be a finite number > 0, got {cfg.audio_max_seconds}")
+    bad = [m for m in cfg.ranker_modalities if m not in ("image", "audio")]
+    if bad or len(set(cfg.ranker_modalities)) != len(cfg.ranker_modalities):
+        raise ConfigError(f"config key 'ranker_modalities' must list image and/or audio once each, got {cfg.ranker_modalities!r}")
     if cfg.ranker not in ("auto", "trained", "zero-shot"):
         raise ConfigError(f"config key 'ranker' must be auto, trained or zero-shot, got {cfg.ranker!r}")
     _check_vllm(cfg)

@@ -29,7 +29,7 @@ from llmrec.ingest import item_from_metadata
 from llmrec.interactions import open_interactions
 from llmrec.rank.explain import cite, explain
 from llmrec.rank.fuse import fuse, zscore
-from llmrec.rank.verbalizer import Ranking, modalities, verbalizer_rank
+from llmrec.rank.verbalizer import Ranking, modalities, soft_of, verbalizer_rank
 from llmrec.retrieval.knn import top_scored
 from llmrec.retrieval.topk import MAX_K, topk
 from llmrec.retrieval.user_state import recency_weighted
@@ -233,6 +233,7 @@ class Recommender:
             fresh = type(self)._open(self.cfg)
             keep = ("_backend", "_trained", "_refresh_lock")
             self.__dict__.update({k: v for k, v in fresh.__dict__.items() if k not in keep})
+            self.__dict__.pop("_soft", None)  # the soft tokens' item vectors are re-read on next use
         return True
 
     @property
@@ -373,9 +374,10 @@ class Recommender:
         trained = self.trained_ranker
         if trained is not None:
             ranking = self._rank_trained(trained, hist, cands, rscores[: len(cands)])
+        soft = self.soft_tokens(shown + cands) if trained is None else {}
         while trained is None:  # a prompt over the LLM's context: show less history (the most recent kept)
             try:
-                ranking = verbalizer_rank(self.backend, shown, cands)
+                ranking = verbalizer_rank(self.backend, shown, cands, soft)
                 break
             except PromptTooLongError:
                 if len(shown) <= 1:
@@ -393,9 +395,26 @@ class Recommender:
             it = self.items[rows[p]]
             score = float(ranking.logprobs[p]) if p < len(cands) else float("-inf")
             # The zero-shot prompt holds item_line (captions, transcripts); the trained one titles (+ collaborative tokens).
-            seen = modalities(it, fallback=trained is None and p < len(cands))
+            seen = modalities(it, soft_of(it, soft) if p < len(cands) else frozenset(),
+                              fallback=trained is None and p < len(cands))
             out.append(Recommendation(it.id, it.title, score, r, text, [c.id for c in cs], float(rscores[p]), seen))
         return Recommendations(user, out, retriever=retriever, ranker="zero-shot" if trained is None else "trained")
+
+    def soft_tokens(self, items: list[Item]) -> dict:
+        """Soft tokens of ``items`` for the zero-shot prompt, one entry per item and ``ranker_modalities``
+        modality it has a vector of (:class:`~llmrec.align.soft.SoftTokens`, loaded on first use).
+
+        Raises StoreError / ModelError / ProjectorMismatchError as ``SoftTokens`` does."""
+        if not self.cfg.ranker_modalities:
+            return {}
+        if getattr(self, "_soft", None) is None:
+            from llmrec.align.soft import SoftTokens
+
+            self._soft = [SoftTokens(self.cfg, m) for m in self.cfg.ranker_modalities]
+        out: dict = {}
+        for source in self._soft:
+            out.update(source.tokens(items))
+        return out
 
     @property
     def trained_ranker(self):

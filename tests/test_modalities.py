@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 
 from llmrec.data.types import Dataset, Item
+from llmrec.errors import ModelError
 from llmrec.ingest import ingest, item_from_metadata
 from llmrec.rank.verbalizer import item_line, modalities, rank_prompt
 
@@ -60,3 +61,45 @@ def test_recommend_json_says_which_modalities_the_llm_saw(store):
         assert r["modalities"] == ({} if r["item_id"] == "99" else {"image": "caption"}), r
     lines = item_line(rec.item("16"))
     assert f'image: {json.dumps(rec.item("16").caption, ensure_ascii=False)}' in lines
+
+
+def test_image_soft_tokens_replace_the_caption_in_the_prompt(store):
+    """A (tiny, real) trained projector on the store's poster vectors: the zero-shot prompt gets each
+    item's image slot instead of its caption, the LLM reads the projected vectors, JSON says so."""
+    import numpy as np
+    import torch
+
+    from llmrec.align import checkpoint
+    from llmrec.align.run import store_examples
+    from llmrec.align.train import ProjectorParams, train
+    from llmrec.rank.checkpoint import load_base
+    from llmrec.rank.verbalizer import rank_prompt, soft_slot
+    from llmrec.recommender import Recommender
+
+    ids, V, titles, texts, encoder = store_examples(store, "image")
+    llm, tok = load_base(store)
+    model, report = train(llm, tok, V, titles, texts, "image",
+                          ProjectorParams(k=2, hidden=32, epochs=1, batch_size=4, holdout=0.3, candidates=2),
+                          log=lambda *_: None)
+    checkpoint.save(store.projector_path("image"), model, checkpoint.identity(store, "image", encoder), report)
+
+    cfg = store.replace(ranker="zero-shot")
+    plain = Recommender.load(config=cfg).recommend(history=["2", "10"], k=5)
+    rec = Recommender.load(config=cfg.replace(ranker_modalities=["image"]))
+    soft = rec.soft_tokens([rec.item("2"), rec.item("99")])
+    assert set(soft) == {soft_slot("2", "image")} and tuple(soft[soft_slot("2", "image")].shape) == (2, 576)
+    text = "\n".join(m["content"] for m in rank_prompt([rec.item("2")], [rec.item("16")], rec.soft_tokens(
+        [rec.item("2"), rec.item("16")])))
+    assert soft_slot("16", "image") in text and rec.item("16").caption not in text
+    out = rec.recommend(history=["2", "10"], k=5)
+    for r in out.items:
+        assert r.modalities == ({} if r.item_id == "99" else {"image": "soft_tokens"}), r
+    a = {r.item_id: r.score for r in plain.items}
+    b = {r.item_id: r.score for r in out.items}
+    assert set(a) == set(b) and not np.allclose([a[i] for i in a], [b[i] for i in a])  # the LLM read them
+
+    with torch.no_grad():
+        assert torch.equal(soft[soft_slot("2", "image")], model(torch.as_tensor(V[ids.index("2")][None]))[0])
+    other = Recommender.load(config=cfg.replace(ranker_modalities=["image"], projector_dir=str(store.store_dir() / "none")))
+    with pytest.raises(ModelError, match="train-projector"):
+        other.recommend(history=["2"], k=3)
