@@ -191,6 +191,14 @@ class Config:
     """Upper bound on generated explanation length, in tokens."""
     seed: int = 0
     """Seed for anything random."""
+    chat_llm_intent: bool = False
+    """Chat: when a message has no title, trigger or genre (only a free-text query, or nothing), let
+    the LLM choose its intent among a closed set (``llmrec.agent.intent``, one forward pass). Off by
+    default: it did not help the default 135M LLM (eval/RESULTS.md, "Chat path vs direct path")."""
+    chat_intent_margin: float = 2.0
+    """Chat: the least log-probability margin (nats) of the LLM's intent label over the second best
+    for the choice to be used; below it the deterministic reply is used (counted in
+    ``Reply.meta["llm_fallbacks"]``). ``inf``: never use the LLM's choice."""
 
     # --- evaluation (``llmrec eval``; configs in eval/*.yaml) --------------------------
     eval_systems: list[str] = field(

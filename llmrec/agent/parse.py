@@ -171,7 +171,7 @@ def parse(message: str, index: TitleIndex, genres: list[str] | tuple[str, ...] =
     text = check_message(message)
     out = Parsed()
     free: list[str] = []
-    triggers = [(m.lastgroup, m) for m in _TRIGGER.finditer(text)]
+    triggers = _triggers(text, index)
     if not triggers:
         if _BARE_MORE.fullmatch(text):
             out.show_more = True
@@ -204,9 +204,42 @@ def parse(message: str, index: TitleIndex, genres: list[str] | tuple[str, ...] =
             else:
                 {"like": out.liked, "dislike": out.disliked, "seen": out.excluded, "exclude": out.excluded,
                  "more_like": out.more_like}[kind].extend(refs)
-            free.append(rest)
+            # "I don't like musicals": a dislike that names no title is a negation ("no musicals")
+            free.append(f"no {rest}" if kind == "dislike" and not refs and rest.strip() else rest)
     _free_text(" ".join(free), out, genres)
     return out
+
+
+def _triggers(text: str, index: TitleIndex) -> list[tuple[str, re.Match]]:
+    """The trigger phrases of ``text`` (kind, match), in order, without those inside a title of a list:
+    a trigger after one that takes titles is dropped when an exact title span covers it, starting at
+    the beginning of that trigger's list or right after a separator ("I liked heat, drop zone and
+    alien": "drop" is in "Drop Zone"; "my favorite year", "thin line between love and hate")."""
+    found = [(m.lastgroup, m) for m in _TRIGGER.finditer(text)]
+    if len(found) < 2:
+        return found
+    toks = [(m.group(0), m.start(), m.end()) for m in _TOKEN.finditer(text)]
+    kept = [found[0]]
+    for kind, m in found[1:]:
+        prev_kind, prev = kept[-1]
+        if prev_kind in _TAKES_REFS and _covered(text, toks, prev.end(), m, index):
+            continue
+        kept.append((kind, m))
+    return kept
+
+
+def _covered(text: str, toks, start: int, m: re.Match, index: TitleIndex) -> bool:
+    """Whether an exact title span that starts at a list boundary at or after character ``start``
+    (the first token, or one right after a separator) reaches past the end of match ``m``."""
+    first = next((n for n, t in enumerate(toks) if t[1] >= start), len(toks))
+    at = next((n for n, t in enumerate(toks) if t[1] >= m.start()), len(toks))  # the trigger's first token
+    for n in range(max(first, at - MAX_SPAN_TOKENS + 1), at + 1):
+        if n != first and toks[n - 1][0].lower() not in _SEPARATORS:
+            continue
+        span = _longest_exact(text, toks, n, index)
+        if span and toks[span[0]][2] >= m.end():
+            return True
+    return False
 
 
 def _last_title_for_it(refs: list[Ref], out: Parsed) -> None:
@@ -226,9 +259,9 @@ def _refs(region: str, index: TitleIndex) -> tuple[list[Ref], str]:
     i = 0
     while i < len(toks):
         word = toks[i][0].lower()
-        if word in _STOPS:
-            break
         span = _longest_exact(region, toks, i, index)
+        if word in _STOPS and not (span and span[0] > i):  # "so i married an axe murderer" is a title
+            break
         short = _ORDINAL.match(region, toks[i][1]) or _PRONOUN.match(region, toks[i][1])
         if span and (not short or toks[span[0]][2] > short.end()):
             j, res = span
@@ -250,15 +283,26 @@ def _refs(region: str, index: TitleIndex) -> tuple[list[Ref], str]:
 
 
 def _longest_exact(region: str, toks, i: int, index: TitleIndex):
-    """(last token, resolution) of the longest span from token ``i`` with an exact title key, or None."""
+    """(last token, resolution) of the longest span from token ``i`` with an exact title key, or None.
+
+    A span may end in dots attached to its last word when a separator or the end follows them
+    ("sunset blvd., heat", "when harry met sally..."). A span whose last word is a year after a
+    separator ("heat, 2001") is not read as that title of that year when the year matches none."""
     if not toks[i][0][0].isalnum():
         return None
     for j in range(min(len(toks), i + MAX_SPAN_TOKENS) - 1, i - 1, -1):
-        if not (toks[j][0][0].isalnum() or toks[j][0] in ")!?"):
+        if toks[j][0] == ".":
+            nxt = toks[j + 1][0].lower() if j + 1 < len(toks) else None
+            if j == i or toks[j][1] != toks[j - 1][2] or nxt == "." or (nxt is not None and nxt not in _SEPARATORS):
+                continue
+        elif not (toks[j][0][0].isalnum() or toks[j][0] in ")!?"):
             continue
         res = index.exact(region[toks[i][1]:toks[j][2]])
-        if res is not None:
-            return j, res
+        if res is None:
+            continue
+        if res.kind == "unknown" and res.year is not None and j - 1 > i and toks[j - 1][0].lower() in _SEPARATORS:
+            continue
+        return j, res
     return None
 
 

@@ -13,7 +13,14 @@ encoding of the query text plus ``"Genres: ..."`` for the genres asked for (item
 ``"Title. Genres: ..."``), minus half the encoding of the negated words ("gory"), normalised;
 ``recommend`` blends its cosine to the items into the retriever's candidate scores (weight
 ``query_weight``, see its docstring). A genre said to be avoided ("no horror") excludes that genre's
-items. Reply texts are composed by templates here; no LLM output is parsed.
+items. Reply texts are composed by templates here.
+
+One optional LLM step (config ``chat_llm_intent``, off by default): a message the parser finds
+nothing in but a free-text query goes to :func:`llmrec.agent.intent.choose_intent`, which picks its
+intent among a closed set from label log-probabilities (constrained by construction); a choice
+under the ``chat_intent_margin`` confidence, or one that cannot be used, falls back to the
+deterministic reply. ``Reply.meta`` counts both (``llm_steps``, ``llm_fallbacks``). Title
+resolution never uses the LLM.
 """
 
 from __future__ import annotations
@@ -25,10 +32,11 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from llmrec.agent.intent import ROUTE, choose_intent
 from llmrec.agent.parse import Parsed, Ref, check_message, ordinal_of, parse
 from llmrec.agent.titles import Resolution, TitleIndex, year_of
 from llmrec.data.types import Item
-from llmrec.errors import ModelError, RequestError, UnknownUserError
+from llmrec.errors import ConfigError, ModelError, RequestError, UnknownUserError
 from llmrec.recommender import Recommendation, Recommender
 
 NEGATIVE_WEIGHT = 0.5
@@ -45,7 +53,9 @@ class Reply:
     title, "which one?"); the next message may answer it. ``meta``: ``action`` (``recommend``,
     ``more``, ``why``, ``ask``, ``ack``, ``help``, ``error``), ``resolved`` (titles read this turn:
     text, item_id, title, how, as), ``retriever``/``ranker``/``cold_start`` of a recommendation,
-    ``query``, ``seconds``."""
+    ``query``, ``seconds``; ``llm_steps`` (LLM steps whose output the session would use, this turn)
+    and ``llm_fallbacks`` (those whose output was not used: the deterministic reply was given),
+    ``intent`` (the LLM's choice, when a step ran: intent, label, margin, reason)."""
 
     text: str
     items: list[Recommendation] = field(default_factory=list)
@@ -88,6 +98,7 @@ class ChatSession:
 
     Raises:
         RequestError: ``page_size`` not an integer >= 1, or ``query_weight`` outside [0, 1].
+        ConfigError: the recommender's ``chat_intent_margin`` is negative or not a number.
     """
 
     def __init__(self, recommender: Recommender, *, page_size: int | None = None, query_weight: float = 0.5):
@@ -110,7 +121,13 @@ class ChatSession:
         self.explained: dict[str, Recommendation] = {}
         self.focus: str | None = None
         self._pending: list[_Question] = []
+        self._deferred = False
         self.turns = 0
+        self.llm_intent = bool(recommender.cfg.chat_llm_intent)
+        self.intent_margin = float(recommender.cfg.chat_intent_margin)
+        if not self.intent_margin >= 0:
+            raise ConfigError(f"config key 'chat_intent_margin' must be >= 0 (nats; inf: never), "
+                              f"got {recommender.cfg.chat_intent_margin!r}")
 
     @classmethod
     def load(cls, data_dir=None, config=None, **kwargs) -> ChatSession:
@@ -129,12 +146,35 @@ class ChatSession:
         check_message(message)
         start = time.perf_counter()
         self.turns += 1
-        meta: dict = {"turn": self.turns, "resolved": []}
+        meta: dict = {"turn": self.turns, "resolved": [], "llm_steps": 0, "llm_fallbacks": 0}
         reply = self._answer(message, meta) if self._pending else None
         if reply is None:
-            reply = self._act(parse(message, self.index, self.genres), meta)
+            p = parse(message, self.index, self.genres)
+            reply = self._llm_intent(message, p, meta) if self.llm_intent and _unclassified(p) else None
+            reply = reply or self._act(p, meta)
         reply.meta.update(meta, seconds=round(time.perf_counter() - start, 3))
         return reply
+
+    def _llm_intent(self, message: str, p: Parsed, meta: dict) -> Reply | None:
+        """The LLM's intent for a message the parser found nothing in but a free-text query
+        (:mod:`llmrec.agent.intent`): a reply for ``more``, ``why``, ``recommend`` (the next page,
+        the latest pick's reason, recommendations now) and ``smalltalk``/``other`` (the help
+        reply); None for ``describe`` and when the choice cannot be used (then the deterministic
+        path answers: the query, or the help reply; counted in ``meta["llm_fallbacks"]``)."""
+        meta["llm_steps"] += 1
+        choice = choose_intent(self.rec.backend, message, self.intent_margin)
+        meta["intent"] = choice.as_meta()
+        if not choice.used:
+            meta["llm_fallbacks"] += 1
+            return None
+        route = ROUTE[choice.intent]
+        if route == "more":
+            return self._recommend("Here are more:" if self.page else None, [], "more" if self.page else "recommend")
+        if route == "why":
+            return self._why(None, [], meta)
+        if route == "recommend":
+            return self._recommend(None, [])
+        return self._help() if route == "help" else None
 
     def _act(self, p: Parsed, meta: dict) -> Reply:
         notes: list[str] = []
@@ -167,6 +207,7 @@ class ChatSession:
         if self._pending or not changed:
             notes += [f"Noted: you liked {_join(liked, 'and')}."] if liked else []
         if self._pending:
+            self._deferred |= changed  # the profile changed: recommend once the questions are settled
             return self._ask(notes)
         if p.asked_why:
             return self._why(p.why, notes, meta)
@@ -175,6 +216,9 @@ class ChatSession:
             return self._recommend(intro or ("Here are more:" if more else None), notes, "more" if more else "recommend")
         if notes:
             return Reply(" ".join(notes), meta={"action": "ack"})
+        return self._help()
+
+    def _help(self) -> Reply:
         text = ("Tell me a few movies you liked (\"I loved Alien and Heat\"), what you're in the mood for "
                 "(\"something tense but not gory\"), or who you are (\"I'm user 42\").")
         return Reply(text, question=text, meta={"action": "help"})
@@ -261,12 +305,17 @@ class ChatSession:
     def _answer(self, message: str, meta: dict) -> Reply | None:
         """The message as the answer to the pending question, or None (then it is read as a new
         message and the questions are dropped): a year, an ordinal, or a title among the candidates;
-        "none" / "never mind" drops the question."""
+        "none" / "never mind" drops the question; when it was the last one and the message that raised
+        the questions changed the profile ("I liked heat and hamlet"), the recommendations follow."""
         q = self._pending[0]
         text = message.strip()
         if _CANCEL.match(text):
             self._pending.pop(0)
-            return self._ask([]) if self._pending else Reply("OK, never mind that one.", meta={"action": "ack"})
+            if self._pending:
+                return self._ask([])
+            if self._deferred:
+                return self._recommend(None, ["OK, never mind that one."])
+            return Reply("OK, never mind that one.", meta={"action": "ack"})
         choice = None
         years = [int(y) for y in _YEAR.findall(text)]
         if years:
@@ -281,6 +330,7 @@ class ChatSession:
         if choice is None:
             meta["dropped_questions"] = len(self._pending)
             self._pending.clear()
+            self._deferred = False
             return None
         self._pending.pop(0)
         meta["resolved"].append({"text": q.text, "item_id": choice.id, "title": choice.title, "how": "answer",
@@ -291,7 +341,7 @@ class ChatSession:
         self._apply(q.action, choice, notes)
         if self._pending:
             return self._ask(notes)
-        if q.action == "exclude":
+        if q.action == "exclude" and not self._deferred:
             return Reply(" ".join(notes), meta={"action": "ack"})
         return self._recommend(f"More like {choice.title}:" if q.action == "more_like" else None, notes)
 
@@ -324,6 +374,7 @@ class ChatSession:
 
     def _recommend(self, intro: str | None, notes: list[str], action: str = "recommend") -> Reply:
         pr = self.profile
+        self._deferred = False
         exclude = set(pr.shown) | pr.excluded | set(pr.disliked)
         for g in pr.avoid_genres:
             exclude |= self.by_genre.get(g, set())
@@ -380,6 +431,13 @@ def store_encoder(recommender: Recommender):
                              "the store was ingested with")
         _ENCODERS[recommender] = enc
     return enc
+
+
+def _unclassified(p: Parsed) -> bool:
+    """Nothing the parser can act on but (at most) a free-text query: no title, ordinal, trigger,
+    genre, negated word or user id."""
+    return not (p.liked or p.disliked or p.excluded or p.more_like or p.asked_why or p.show_more or p.user
+                or p.genres or p.avoid_genres or p.avoid_terms)
 
 
 def _join(names: list[str], word: str) -> str:

@@ -108,6 +108,20 @@ def title_keys(title: str) -> list[str]:
     return [k for k in dict.fromkeys(keys) if k]
 
 
+def typed_title(title: str) -> str:
+    """A catalog title as a user types it: ``"Matrix, The (1999)"`` -> ``"matrix"``,
+    ``"Postino, Il (1994)"`` -> ``"il postino"``, ``"Seven (a.k.a. Se7en) (1995)"`` -> ``"seven"``
+    (the primary title, lower case, no year, no leading English article)."""
+    primary = split_title(title)[0].strip().lower()
+    m = _TRAILING_ARTICLE.match(primary)
+    if m:
+        primary = m.group(1) if m.group(2) in ARTICLES_EN else f"{m.group(2)} {m.group(1)}"
+    words = primary.split()
+    if len(words) > 1 and words[0] in ARTICLES_EN:
+        words = words[1:]
+    return " ".join(words)
+
+
 def year_of(item: Item) -> int | None:
     """The year in the item's title, or None."""
     return split_title(item.title)[2]

@@ -120,3 +120,40 @@ def test_last_and_top_are_ordinals_only_as_references(catalog):
     assert p(catalog, "why the top one?").why == Ref(ordinal=1)
     got = p(catalog, "I saw Alien last week")  # "last week" is not the last item shown
     assert ids(got.excluded) == ["183"] and all(r.ordinal is None for r in got.excluded)
+
+
+def test_a_typed_list_of_ten_titles_resolves_whole(catalog):
+    """Titles as users type them in one list: dots that end a title ("sunset blvd.", "when harry met
+    sally..."), a title after a comma that starts with a year-like number ("2001: a space
+    odyssey"), a title that starts with a stop word ("so i married...") or holds a trigger phrase
+    ("drop zone", "my favorite year", "thin line between love and hate", "i love trouble")."""
+    msg = ("I liked heat, sunset blvd., when harry met sally..., m*a*s*h, 2001: a space odyssey, drop zone, "
+           "so i married an axe murderer, my favorite year, thin line between love and hate, i love trouble "
+           "and escape from l.a.")
+    got = p(catalog, msg)
+    titles = [r.resolution.item.title for r in got.liked if r.resolution is not None and r.resolution.matched]
+    assert titles == ["Heat (1995)", "Sunset Blvd. (1950)", "When Harry Met Sally... (1989)", "M*A*S*H (1970)",
+                      "2001: A Space Odyssey (1968)", "Drop Zone (1994)", "So I Married an Axe Murderer (1993)",
+                      "My Favorite Year (1982)", "Thin Line Between Love and Hate, A (1996)",
+                      "I Love Trouble (1994)", "Escape from L.A. (1996)"], got
+    assert not got.excluded and not got.disliked and got.query is None
+
+
+def test_triggers_and_stops_still_work_beside_titles(catalog):
+    got = p(catalog, "I liked heat, drop alien")  # no title "drop alien": "drop" stays a trigger
+    assert ids(got.liked) == ["273"] and ids(got.excluded) == ["183"]
+    got = p(catalog, "I loved Alien and hated Heat")
+    assert ids(got.liked) == ["183"] and ids(got.disliked) == ["273"]
+    got = p(catalog, "I liked heat. so something funny please")  # a stop word before free text
+    assert ids(got.liked) == ["273"] and got.genres == ["Comedy"]
+    got = p(catalog, "I liked heat, 1995")  # a year after a comma is still the year of that title
+    assert ids(got.liked) == ["273"]
+    got = p(catalog, "I liked heat, 2001")  # no Heat of 2001: "2001" is a title of its own (a prefix)
+    assert ids(got.liked) == ["273", "135"] and got.liked[1].resolution.how == "prefix"
+
+
+def test_a_disliked_genre_is_avoided(catalog):
+    got = p(catalog, "not that one, I don't like musicals")
+    assert got.excluded == [Ref()] and got.avoid_genres == ["Musical"] and not got.genres
+    got = p(catalog, "i hate horror")
+    assert got.avoid_genres == ["Horror"] and not got.disliked and not got.genres

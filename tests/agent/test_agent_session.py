@@ -63,6 +63,15 @@ def test_ambiguous_title_is_asked_back_and_answered(recommender):
     assert len(r2.items) == 3 and not ids(r2) & {"183", "222"}
 
 
+def test_never_mind_after_a_list_recommends_from_the_rest(recommender):
+    s = ChatSession(recommender, page_size=3)
+    r1 = s.send("I liked Alien and star trek")
+    assert r1.question and not r1.items
+    r2 = s.send("never mind")  # the ambiguous title dropped: recommendations for Alien follow
+    assert r2.meta["action"] == "recommend" and len(r2.items) == 3 and s.profile.liked == ["183"]
+    assert r2.text.startswith("OK, never mind that one.") and "183" not in ids(r2)
+
+
 def test_questions_answered_by_ordinal_dropped_or_cancelled(recommender):
     s = ChatSession(recommender, page_size=3)
     asked = s.send("not a fan of star trek")
@@ -104,6 +113,7 @@ def test_nothing_to_act_on_gets_a_question(recommender):
     s = ChatSession(recommender)
     r = s.send("hello")
     assert r.items == [] and r.question and r.meta["action"] == "help"
+    assert r.meta["llm_steps"] == 0 and r.meta["llm_fallbacks"] == 0  # the LLM intent step is off by default
     r = s.send("why?")
     assert "haven't recommended anything" in r.text
 

@@ -141,3 +141,13 @@ def test_split_title_and_normalize():
     assert normalize("Star Maker, The (Uomo delle stelle, L')".split(" (")[0]) == "star maker"
     assert normalize("Uomo delle stelle, L'") == normalize("l'uomo delle stelle") == "l uomo delle stelle"
     assert title_keys("Postino, Il (1994)") == ["il postino", "postino"]
+
+
+def test_typed_title_is_what_users_type():
+    from llmrec.agent.titles import typed_title
+
+    assert typed_title("Matrix, The (1999)") == "matrix"
+    assert typed_title("Postino, Il (1994)") == "il postino"
+    assert typed_title("Seven (a.k.a. Se7en) (1995)") == "seven"
+    assert typed_title("A Chef in Love (1996)") == "chef in love"
+    assert typed_title("Sunset Blvd. (1950)") == "sunset blvd."
