@@ -186,6 +186,24 @@ def cmd_train_ranker(args) -> int:
     return 0
 
 
+def cmd_serve(args) -> int:
+    import torch
+
+    from llmrec.serve import run
+
+    args.extra_overrides = {"serve_host": args.host, "serve_port": args.port}
+    cfg = _config(args)
+    summary = cfg.summary()
+    if cfg.serve_api_key:  # never printed
+        summary = summary.replace(cfg.serve_api_key, "<hidden>")
+    print(summary, file=sys.stderr)
+    if cfg.threads:
+        torch.set_num_threads(cfg.threads)
+    print(f"llmrec serve: loading the store {cfg.store_dir()} and the models ...", file=sys.stderr, flush=True)
+    run(cfg, log_level=args.log_level)
+    return 0
+
+
 def _table(result) -> str:
     head = f"Recommendations for user {result.user}" if result.user else "Recommendations for the given history"
     lines = [head + (" (cold start: most popular)" if result.cold_start else f" (candidates from {result.retriever})"), ""]
@@ -254,6 +272,14 @@ def build_parser() -> argparse.ArgumentParser:
     pj.add_argument("--modality", default="image", choices=["image", "audio"], help="whose vectors (default image)")
     pj.add_argument("--out", help="checkpoint folder (default: {projector_dir or data_dir/projectors}/{modality})")
     pj.set_defaults(func=cmd_train_projector)
+
+    sv = sub.add_parser("serve", help="an OpenAI-compatible HTTP API (/v1/chat/completions) over the chat session")
+    _common(sv)
+    sv.add_argument("--host", help="address to listen on (config serve_host, default 127.0.0.1)")
+    sv.add_argument("--port", type=int, help="TCP port (config serve_port, default 8000)")
+    sv.add_argument("--log-level", default="info", choices=["critical", "error", "warning", "info", "debug"],
+                    help="uvicorn's log level (info logs every request)")
+    sv.set_defaults(func=cmd_serve)
 
     from llmrec.eval.cli import add_parser as add_eval
 

@@ -278,6 +278,36 @@ class Config:
     sasrec_bf16: bool = False
     """bfloat16 autocast in SASRec training (faster only on CPUs/GPUs with native bf16; changes results)."""
 
+    # --- serving (llmrec serve) ---------------------------------------------------------
+    # Checked by ``llmrec.serve.serving.check_config`` when the server starts.
+    serve_host: str = "127.0.0.1"
+    """Address ``llmrec serve`` listens on (``0.0.0.0``: every interface; set ``serve_api_key`` then)."""
+    serve_port: int = 8000
+    """TCP port of ``llmrec serve`` (1..65535)."""
+    serve_api_key: str | None = None
+    """When set, ``/v1/*`` requests need ``Authorization: Bearer <key>`` (401 otherwise; ``/health`` stays
+    open). Prefer the environment (``LLMREC_SERVE_API_KEY``) to a file; the printed config hides it."""
+    serve_model_name: str = "llmrec"
+    """The model id ``/v1/models`` lists and requests must name (404 for another)."""
+    serve_max_body_bytes: int = 1_000_000
+    """Largest request body, bytes (413 past it, checked before the JSON is parsed)."""
+    serve_max_messages: int = 64
+    """Most messages in one request (400 past it): every user message is replayed, so this bounds the work."""
+    serve_max_message_chars: int = 4000
+    """Longest user message, characters (400 past it); at most 4,000, the chat parser's limit. System and
+    assistant messages are not read and only the body size bounds them."""
+    serve_timeout_s: float = 300.0
+    """Seconds a request may take from admission, queue wait included (504 past it). Under load the
+    wait is about (queued requests / ``serve_concurrency``) x one ranking (seconds each on a CPU); a
+    request whose wait so estimated (the recent jobs' average) would pass it gets a 429 at once."""
+    serve_concurrency: int = 1
+    """Worker threads doing ranking work at once (torch on a few CPU cores gains nothing from more)."""
+    serve_queue: int = 64
+    """Requests allowed to wait for a worker; one more while all are taken gets 429 (``Retry-After``)."""
+    serve_cache_size: int = 256
+    """Session snapshots kept (LRU) to resume a conversation instead of replaying it whole; 0: none.
+    The answers never depend on it."""
+
     # --- trained ranker (``llmrec train-ranker``, ``llmrec.rank.train``) --------------------
     ranker_dir: Path | None = None
     """Folder of the trained ranker checkpoint. Default: ``{home}/rankers/{dataset}`` for the harness
