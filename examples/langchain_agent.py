@@ -1,8 +1,9 @@
 """A LangChain agent that recommends movies through llmrec's tools.
 
 The agent's model is ``ChatOpenAI`` pointed at any OpenAI-compatible server that supports tool
-calling (``llmrec serve`` once it exists; until then e.g. vLLM on 127.0.0.1 with a model that calls
-tools, started with ``--enable-auto-tool-choice --tool-call-parser ...``). It gets two tools:
+calling, e.g. vLLM on 127.0.0.1 with a model that calls tools, started with
+``--enable-auto-tool-choice --tool-call-parser ...`` (``llmrec serve`` answers chat turns itself and
+does not call tools: to talk to it from LangChain, see examples/langchain_chat.py). It gets two tools:
 ``recommend`` (llmrec's retriever, LLM reranker and grounded explanations over the store) and
 ``search_catalog`` (the catalog as a LangChain retriever). The loop is LangChain's tool-calling
 loop written out: the model answers or asks for tool calls, each call runs and its result goes back

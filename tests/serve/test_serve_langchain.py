@@ -65,3 +65,19 @@ def test_structured_content_holds_only_the_schemas_properties(llm, truth):
     out = llm.with_structured_output(Picks, method="json_schema", include_raw=True).invoke(LIKES)
     assert out["parsing_error"] is None and isinstance(out["parsed"], Picks)
     assert json.loads(out["raw"].content) == {"items": [p.model_dump() for p in out["parsed"].items]}
+
+
+def test_the_langchain_chat_example_runs_against_the_server(server, serve_rec):
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[2] / "examples" / "langchain_chat.py"
+    spec = importlib.util.spec_from_file_location("langchain_chat_example", path)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    transcript, picks = mod.converse(f"{server.url}/v1", timeout=120)
+    assert [u for u, _ in transcript] == mod.TURNS
+    first, why, more = (a for _, a in transcript)
+    assert picks.items and all(serve_rec.item(p.item_id).title == p.title for p in picks.items)
+    assert picks.items[0].title in first and picks.items[1].title in why  # "why the second one?"
+    assert not any(p.title in more for p in picks.items)  # "show more": the next page, no repeats
