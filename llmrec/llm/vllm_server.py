@@ -22,6 +22,7 @@ import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import urllib.error
 import urllib.request
@@ -49,6 +50,24 @@ def healthy(url: str, timeout_s: float = 2.0) -> bool:
             return r.status == 200
     except (OSError, urllib.error.URLError, ValueError):
         return False
+
+
+_STARTED: list[VLLMServer] = []
+"""Servers started in this process: stopped when a SIGTERM ends it (atexit does not run then)."""
+
+
+def _stop_then_die(signum, frame) -> None:
+    for server in list(_STARTED):
+        server.stop()
+    signal.signal(signum, signal.SIG_DFL)
+    signal.raise_signal(signum)  # the exit status still says the signal ended the process
+
+
+def _stop_on_sigterm() -> None:
+    """Stop the servers on SIGTERM too, where nobody else handles it (a server runs in its own session,
+    so it would outlive its parent: e.g. ``llmrec serve``, which uvicorn ends by re-raising SIGTERM)."""
+    if threading.current_thread() is threading.main_thread() and signal.getsignal(signal.SIGTERM) is signal.SIG_DFL:
+        signal.signal(signal.SIGTERM, _stop_then_die)
 
 
 class VLLMServer:
@@ -141,6 +160,8 @@ class VLLMServer:
         finally:
             log.close()
         atexit.register(self.stop)
+        _STARTED.append(self)
+        _stop_on_sigterm()
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
@@ -165,6 +186,8 @@ class VLLMServer:
         """Stop the server and its engine process (SIGTERM to its process group, SIGKILL after
         ``timeout_s`` seconds). Idempotent."""
         proc, self.proc = self.proc, None
+        if self in _STARTED:
+            _STARTED.remove(self)
         if proc is None or proc.poll() is not None:
             return
         try:
