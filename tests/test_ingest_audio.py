@@ -120,3 +120,44 @@ def test_removed_audio_is_deleted_and_no_audio_flag(cfg, catalog, tmp_path, caps
     rc = main(["ingest", "--catalog", str(catalog), "--data-dir", str(tmp_path / "n"), "--home", str(cfg.home),
                "--no-audio", "--no-images"])
     assert rc == 0 and "audio" not in kinds(tmp_path / "n")
+
+
+KILLER = """
+import os, signal, sys
+from llmrec.config import Config
+from llmrec.data.catalog import load_catalog
+from llmrec.ingest import ingest
+
+cfg = Config.load(env={}, overrides={"data_dir": sys.argv[2], "encode_batch_size": 4, "threads": 1,
+                                     "home": sys.argv[3], "audio_max_seconds": 20.0})
+ds, _ = load_catalog(sys.argv[1])
+
+def kill(done, total):
+    if done >= 5:
+        print("killing", flush=True)
+        os.kill(os.getpid(), signal.SIGKILL)
+
+ingest(cfg, ds, log=lambda *_: None, progress=kill)
+"""
+
+
+def test_resume_after_a_kill(full, cfg, catalog, tmp_path):
+    """SIGKILL in the middle of the audio ingest, then the same ingest again: the batches written
+    before the kill are kept and skipped, the rest is done, and the store equals an uninterrupted one."""
+    import os
+    import subprocess
+    import sys
+
+    store = tmp_path / "killed"
+    proc = subprocess.run([sys.executable, "-c", KILLER, str(catalog), str(store), str(cfg.home)],
+                          capture_output=True, text=True, env={**os.environ, "OMP_NUM_THREADS": "1"}, timeout=600)
+    assert proc.returncode == -9 and "killing" in proc.stdout, proc.stderr[-2000:]
+    partial = ItemStore(store, "audio").ids()
+    assert 0 < len(partial) < full["audio_in_store"]
+    resumed = ingest(cfg.replace(data_dir=store), load_catalog(catalog)[0], log=lambda *_: None)
+    assert resumed["audio_unchanged"] == len(partial)
+    assert resumed["audio_in_store"] == full["audio_in_store"] == len(ItemStore(store, "audio").ids())
+    ids, V, metas = ItemStore(store, "audio").matrix()
+    ids0, V0, metas0 = ItemStore(cfg.data_dir, "audio").matrix()
+    assert ids == ids0 and np.allclose(V, V0, atol=1e-5)
+    assert [m.get("transcript") for m in metas] == [m.get("transcript") for m in metas0]
