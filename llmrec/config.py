@@ -350,8 +350,9 @@ class Config:
     """Soft tokens per item vector."""
     projector_hidden: int = 1024
     """Width of the projector's hidden layer."""
-    projector_epochs: int = 4
-    """Passes over the training items (early stopping on the held-out cross-entropy)."""
+    projector_epochs: int = 1
+    """Passes over the training items (early stopping on the held-out cross-entropy). 1 is what was
+    measured (eval/RESULTS.md: 17 minutes for ml-100k's 1,394 posters here); more is untested."""
     projector_batch_size: int = 16
     """Items per optimiser step."""
     projector_lr: float = 1e-3

@@ -34,7 +34,7 @@ class ProjectorParams:
 
     k: int = 4
     hidden: int = 1024
-    epochs: int = 6
+    epochs: int = 1
     batch_size: int = 16
     lr: float = 1e-3
     holdout: float = 0.1
