@@ -84,11 +84,11 @@ class TransformersBackend:
         if soft_tokens:
             e = self.embed(text, soft_tokens)
             self._check_length(e.shape[0])
-            out = self.model(inputs_embeds=e[None])
+            out = self.model(inputs_embeds=e[None], logits_to_keep=1)
         else:
             ids = self.tokenizer(text, add_special_tokens=False, return_tensors="pt").input_ids.to(self.device)
             self._check_length(ids.shape[1])
-            out = self.model(input_ids=ids)
+            out = self.model(input_ids=ids, logits_to_keep=1)
         return out.logits[0, -1].float()
 
     def score_labels(self, messages: Messages, labels: list[str], soft_tokens: dict | None = None) -> np.ndarray:
