@@ -32,7 +32,9 @@ def test_order_equals_direct_label_logits(backend, base_cfg, ml100k):
     expected = sorted(range(20), key=lambda i: (-direct[i], i))
     assert ranking.order == expected
     assert sorted(ranking.order) == list(range(20))
-    np.testing.assert_allclose(ranking.logprobs, torch.log_softmax(logits.double(), -1)[label_ids].numpy(), atol=1e-5)
+    # The backend computes the last position's logits alone (logits_to_keep=1): another matmul shape,
+    # float32 rounding differs by up to ~4e-5.
+    np.testing.assert_allclose(ranking.logprobs, torch.log_softmax(logits.double(), -1)[label_ids].numpy(), atol=2e-4)
 
 
 def test_soft_tokens_equal_to_own_embeddings_give_same_scores(backend, ml100k):
