@@ -33,7 +33,15 @@ from tqdm import tqdm
 from llmrec.config import Config
 from llmrec.data.types import Dataset, Item
 from llmrec.errors import AudioError, StoreError
-from llmrec.ingest_images import FAILURES_FILE, _append_failures, _rewrite_failures, read_failures
+from llmrec.ingest_images import (
+    FAILURES_FILE,
+    _append_failures,
+    _rewrite_failures,
+    read_failures,
+    remove_vectors,
+    set_text_field,
+    sync_text_field,
+)
 
 AUDIO_KIND = "audio"
 DERIVED_KEYS = ("transcript",)
@@ -119,7 +127,7 @@ def ingest_audio(cfg: Config, dataset: Dataset, out: Path, text_store, pipeline:
                          f"of {out} (dimension {store.dim()})")
     failures_path = out / FAILURES_FILE
     stored = store.metadata([it.id for it in dataset.items])
-    removed = _remove(store, text_store, [it.id for it in dataset.items if not it.audio and it.id in stored])
+    removed = remove_vectors(store, text_store, "transcript", [it.id for it in dataset.items if not it.audio and it.id in stored])
 
     failures: list[dict] = []
     todo: list[tuple[Item, str]] = []
@@ -133,7 +141,7 @@ def ingest_audio(cfg: Config, dataset: Dataset, out: Path, text_store, pipeline:
         have = stored.get(it.id)
         if have is None or any(have.get(k) != v for k, v in want.items()) or "transcript" not in have:
             todo.append((it, sha))
-    removed += _remove(store, text_store, [f["item"] for f in failures if f["item"] in stored])
+    removed += remove_vectors(store, text_store, "transcript", [f["item"] for f in failures if f["item"] in stored])
     _append_failures(failures_path, failures)
     unchanged = len(with_audio) - len(todo) - len(failures)
     if with_audio:
@@ -174,10 +182,10 @@ def ingest_audio(cfg: Config, dataset: Dataset, out: Path, text_store, pipeline:
                 lost = [i for i, m in zip(ids, metas, strict=True) if m["transcript"] is None]
                 if lost:  # upserts merge metadata: an earlier transcript would stay
                     store.update_metadata(lost, [{"transcript": None}] * len(lost))
-                _set_text_transcripts(text_store, {i: m["transcript"] for i, m in zip(ids, metas, strict=True)})
+                set_text_field(text_store, "transcript", {i: m["transcript"] for i, m in zip(ids, metas, strict=True)})
             encoded += len(ids)
             failed_ids = {f["item"] for f in chunk_failures if f["stage"] != "transcribe"}
-            removed += _remove(store, text_store, [i for i in failed_ids if i in stored])
+            removed += remove_vectors(store, text_store, "transcript", [i for i in failed_ids if i in stored])
             _append_failures(failures_path, chunk_failures)
             failures += chunk_failures
             for _ in todo[s:s + cfg.encode_batch_size]:  # every item of the chunk is processed (written or failed)
@@ -187,7 +195,7 @@ def ingest_audio(cfg: Config, dataset: Dataset, out: Path, text_store, pipeline:
                     progress(done, len(todo))
     finally:
         bar.close()
-    _sync_text_transcripts(store, text_store, [it.id for it in with_audio])
+    sync_text_field(store, text_store, "transcript", [it.id for it in with_audio])
     ids = {it.id for it in dataset.items}
     keep = [r for r in read_failures(failures_path) if r.get("kind") != AUDIO_KIND or r.get("item") not in ids]
     if keep or failures or failures_path.exists():
@@ -218,27 +226,3 @@ def _embed(encoder, loaded):
         except Exception as e:  # noqa: BLE001
             failures.append(_failure(entry[0], "encode", e))
     return (np.stack(vecs) if vecs else np.zeros((0, encoder.dim), np.float32)), ok, failures
-
-
-def _set_text_transcripts(text_store, transcripts: dict[str, str | None]) -> None:
-    """Write transcripts (None or "" removes one) into the text collection's metadata of the items it holds."""
-    stored = text_store.metadata(list(transcripts))
-    ids = [i for i in transcripts if i in stored and stored[i].get("transcript") != (transcripts[i] or None)]
-    if ids:
-        text_store.update_metadata(ids, [{"transcript": transcripts[i] or None} for i in ids])
-
-
-def _sync_text_transcripts(store, text_store, ids: list[str]) -> None:
-    """Make the text collection's transcripts those of the audio collection (an interruption between
-    the two writes left them apart)."""
-    metas = store.metadata(ids)
-    _set_text_transcripts(text_store, {i: metas[i].get("transcript") if i in metas else None for i in ids})
-
-
-def _remove(store, text_store, ids: list[str]) -> int:
-    """Delete these items' audio vectors and their transcripts in the text collection."""
-    if not ids:
-        return 0
-    n = store.delete(ids)
-    _set_text_transcripts(text_store, dict.fromkeys(ids))
-    return n

@@ -213,7 +213,7 @@ def ingest_images(cfg: Config, dataset: Dataset, out: Path, text_store, pipeline
 
     # Items the catalog no longer gives an image: their vector and caption go.
     gone = [it.id for it in dataset.items if not it.image and it.id in stored]
-    removed = _remove(store, text_store, gone)
+    removed = remove_vectors(store, text_store, "caption", gone)
 
     failures: list[dict] = []
     todo: list[tuple[Item, str]] = []
@@ -230,7 +230,7 @@ def ingest_images(cfg: Config, dataset: Dataset, out: Path, text_store, pipeline
         have = stored.get(it.id)
         if have is None or any(have.get(k) != v for k, v in want.items()):
             todo.append((it, sha))
-    removed += _remove(store, text_store, [f["item"] for f in failures if f["item"] in stored])
+    removed += remove_vectors(store, text_store, "caption", [f["item"] for f in failures if f["item"] in stored])
     _append_failures(failures_path, failures)
     unchanged = len(with_image) - len(todo) - len(failures)
     if with_image:
@@ -278,15 +278,15 @@ def ingest_images(cfg: Config, dataset: Dataset, out: Path, text_store, pipeline
                 no_caption = [i for i, m in zip(ids, metas, strict=True) if m["caption"] is None]
                 if no_caption:  # upserts merge metadata: an earlier caption would stay
                     store.update_metadata(no_caption, [{"caption": None}] * len(no_caption))
-                _set_text_captions(text_store, {i: m["caption"] for i, m in zip(ids, metas, strict=True)})
+                set_text_field(text_store, "caption", {i: m["caption"] for i, m in zip(ids, metas, strict=True)})
             encoded += len(ids)
-            removed += _remove(store, text_store, [f["item"] for f in chunk_failures if f["item"] in stored])
+            removed += remove_vectors(store, text_store, "caption", [f["item"] for f in chunk_failures if f["item"] in stored])
             chunk_failures += cap_failures
             _append_failures(failures_path, chunk_failures)
             failures += chunk_failures
     finally:
         bar.close()
-    _sync_text_captions(store, text_store, [it.id for it in with_image])
+    sync_text_field(store, text_store, "caption", [it.id for it in with_image])
     # The run is complete: the image failures recorded are exactly this run's (other kinds' and
     # other items' records stay).
     ids = {it.id for it in dataset.items}
@@ -351,25 +351,27 @@ def _caption(captioner, ok, tick):
     return captions, failures
 
 
-def _set_text_captions(text_store, captions: dict[str, str | None]) -> None:
-    """Write captions (None or "" removes one) into the text collection's metadata of the items it holds."""
-    stored = text_store.metadata(list(captions))
-    ids = [i for i in captions if i in stored and stored[i].get("caption") != (captions[i] or None)]
+def set_text_field(text_store, key: str, values: dict[str, str | None]) -> None:
+    """Write a derived field (``caption``, ``transcript``; None or "" removes it) into the text
+    collection's metadata of the items it holds."""
+    stored = text_store.metadata(list(values))
+    ids = [i for i in values if i in stored and stored[i].get(key) != (values[i] or None)]
     if ids:
-        text_store.update_metadata(ids, [{"caption": captions[i] or None} for i in ids])
+        text_store.update_metadata(ids, [{key: values[i] or None} for i in ids])
 
 
-def _sync_text_captions(store, text_store, ids: list[str]) -> None:
-    """Make the text collection's captions those of the image collection (an interruption between
-    the two writes left them apart)."""
+def sync_text_field(store, text_store, key: str, ids: list[str]) -> None:
+    """Make the text collection's ``key`` that of the modality collection ``store`` (an interruption
+    between the two writes left them apart)."""
     metas = store.metadata(ids)
-    _set_text_captions(text_store, {i: metas[i].get("caption") if i in metas else None for i in ids})
+    set_text_field(text_store, key, {i: metas[i].get(key) if i in metas else None for i in ids})
 
 
-def _remove(store, text_store, ids: list[str]) -> int:
-    """Delete these items' image vectors and their captions in the text collection."""
+def remove_vectors(store, text_store, key: str, ids: list[str]) -> int:
+    """Delete these items' vectors from the modality collection ``store`` and their ``key`` in the text
+    collection. Returns how many vectors were deleted."""
     if not ids:
         return 0
     n = store.delete(ids)
-    _set_text_captions(text_store, dict.fromkeys(ids))
+    set_text_field(text_store, key, dict.fromkeys(ids))
     return n
