@@ -218,12 +218,15 @@ def _table(result) -> str:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="llmrec", description=__doc__)
+    parser = argparse.ArgumentParser(
+        prog="llmrec", description="llmrec: a multimodal recommender whose ranker is a language model. "
+        "Set up with `llmrec models prepare` and `llmrec ingest`, then `recommend`, `serve` or `eval`.")
     sub = parser.add_subparsers(dest="command", required=True)
 
     models = sub.add_parser("models", help="model set-up")
     msub = models.add_subparsers(dest="models_command", required=True)
-    prep = msub.add_parser("prepare", help="locate model wheels, convert the GGUF LLM once, check both models")
+    prep = msub.add_parser("prepare", help="locate model wheels, convert the GGUF LLM and Whisper once, check the LLM, "
+                                  "text encoder and audio model")
     _common(prep)
     prep.set_defaults(func=cmd_models_prepare)
 

@@ -155,7 +155,7 @@ class ServingChat:
             check_schema(fmt.json_schema.schema_)
         if not req.messages:
             raise APIError(400, "messages must not be empty: send the conversation, ending with a user message",
-                           param="messages")
+                           param="messages", code="empty_messages")
         if len(req.messages) > self.cfg.serve_max_messages:
             raise APIError(400, f"at most {self.cfg.serve_max_messages} messages (serve_max_messages), got "
                            f"{len(req.messages)}", param="messages", code="too_many_messages")
