@@ -27,7 +27,6 @@ import time
 from datetime import UTC, datetime
 from pathlib import Path
 
-import numpy as np
 from tqdm import tqdm
 
 from llmrec.config import Config
@@ -37,6 +36,7 @@ from llmrec.ingest_images import (
     FAILURES_FILE,
     _append_failures,
     _rewrite_failures,
+    encode_isolating,
     read_failures,
     remove_vectors,
     set_text_field,
@@ -210,19 +210,5 @@ def ingest_audio(cfg: Config, dataset: Dataset, out: Path, text_store, pipeline:
 
 
 def _embed(encoder, loaded):
-    """Embed a chunk's clips; an error isolates the failing item(s). Returns (vectors [n_ok, d],
-    the ok entries, failure records)."""
-    if not loaded:
-        return np.zeros((0, encoder.dim), np.float32), [], []
-    try:
-        return encoder.embed([clip for _, _, clip in loaded]), loaded, []
-    except Exception:  # noqa: BLE001 - find the item(s) that failed
-        pass
-    vecs, ok, failures = [], [], []
-    for entry in loaded:
-        try:
-            vecs.append(encoder.embed([entry[2]])[0])
-            ok.append(entry)
-        except Exception as e:  # noqa: BLE001
-            failures.append(_failure(entry[0], "encode", e))
-    return (np.stack(vecs) if vecs else np.zeros((0, encoder.dim), np.float32)), ok, failures
+    """:func:`~llmrec.ingest_images.encode_isolating` with the audio encoder."""
+    return encode_isolating(encoder.embed, encoder.dim, loaded, _failure)

@@ -309,25 +309,32 @@ def _load(cfg: Config, path: str):
     return load_image(path, cfg.image_max_pixels, cfg.image_max_side)
 
 
-def _encode(encoder, loaded):
-    """Encode a chunk's loaded images; an error isolates the failing item(s). Returns (vectors
-    [n_ok, d], the ok entries, failure records)."""
+def encode_isolating(encode, dim: int, loaded, failure):
+    """Encode a chunk's loaded entries ``(item, path, data)`` with ``encode(list of data) -> [n, dim]``;
+    when the batch fails, each entry alone, so an error isolates the failing item(s), recorded by
+    ``failure(item, "encode", error)``. Returns (vectors float32 [n_ok, dim], the ok entries, failure
+    records)."""
     import numpy as np
 
     if not loaded:
-        return np.zeros((0, encoder.dim), np.float32), [], []
+        return np.zeros((0, dim), np.float32), [], []
     try:
-        return encoder.encode([im for _, _, im in loaded]), loaded, []
+        return encode([data for _, _, data in loaded]), loaded, []
     except Exception:  # noqa: BLE001 - find the item(s) that failed
         pass
     vecs, ok, failures = [], [], []
     for entry in loaded:
         try:
-            vecs.append(encoder.encode([entry[2]])[0])
+            vecs.append(encode([entry[2]])[0])
             ok.append(entry)
         except Exception as e:  # noqa: BLE001
-            failures.append(_failure(entry[0], "encode", e))
-    return (np.stack(vecs) if vecs else np.zeros((0, encoder.dim), np.float32)), ok, failures
+            failures.append(failure(entry[0], "encode", e))
+    return (np.stack(vecs) if vecs else np.zeros((0, dim), np.float32)), ok, failures
+
+
+def _encode(encoder, loaded):
+    """:func:`encode_isolating` with the image encoder."""
+    return encode_isolating(encoder.encode, encoder.dim, loaded, _failure)
 
 
 def _caption(captioner, ok, tick):
