@@ -20,6 +20,7 @@ from pathlib import Path
 import torch
 
 from llmrec.errors import ModelError
+from llmrec.rank import checkpoint as rank_checkpoint
 
 FORMAT = 1
 
@@ -59,26 +60,13 @@ def save(folder: str | Path, model, ident: dict, report: dict) -> Path:
 
 def read_manifest(folder: str | Path) -> dict:
     """The checkpoint's manifest. Raises ModelError when missing or unreadable."""
-    p = Path(folder) / "manifest.json"
-    try:
-        return json.loads(p.read_text())
-    except FileNotFoundError:
-        raise ModelError(f"no projector checkpoint at {folder} (missing manifest.json): run llmrec train-projector") from None
-    except (OSError, ValueError) as e:
-        raise ModelError(f"projector checkpoint {folder} has an unreadable manifest.json: {e}") from e
+    return rank_checkpoint.read_manifest(folder, "projector", "train-projector")
 
 
 def check(manifest: dict, expected: dict, folder: str | Path) -> None:
     """Raise ProjectorMismatchError naming every key of ``expected`` whose value differs, or a format
     this llmrec cannot read."""
-    if manifest.get("format") != FORMAT:
-        raise ProjectorMismatchError(f"projector checkpoint {folder} has format {manifest.get('format')!r}; "
-                                     f"this llmrec reads format {FORMAT}: retrain with llmrec train-projector")
-    diffs = [f"{k}: checkpoint {json.dumps(manifest.get(k), sort_keys=True)} vs in use {json.dumps(v, sort_keys=True)}"
-             for k, v in expected.items() if manifest.get(k) != v]
-    if diffs:
-        raise ProjectorMismatchError(f"projector checkpoint {folder} does not match: " + "; ".join(diffs)
-                                     + " (retrain with llmrec train-projector)")
+    rank_checkpoint.check(manifest, expected, folder, ProjectorMismatchError, "projector", "train-projector", FORMAT)
 
 
 def load(folder: str | Path, expected: dict):

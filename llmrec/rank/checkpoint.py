@@ -52,31 +52,33 @@ def base_model_identity(path: str | Path) -> dict:
             "weights_sha256": w.hexdigest()[:16]}
 
 
-def check(manifest: dict, expected: dict, folder: str | Path) -> None:
-    """Raise RankerMismatchError naming every key of ``expected`` (``base_model``, ``template``,
-    ``retriever``) whose value differs from the checkpoint's, or a format it cannot read."""
-    if manifest.get("format") != FORMAT:
-        raise RankerMismatchError(f"ranker checkpoint {folder} has format {manifest.get('format')!r}; "
-                                  f"this llmrec reads format {FORMAT}: retrain with llmrec train-ranker")
+def check(manifest: dict, expected: dict, folder: str | Path, error: type[ModelError] = RankerMismatchError,
+          kind: str = "ranker", command: str = "train-ranker", fmt: int = FORMAT) -> None:
+    """Raise ``error`` naming every key of ``expected`` (``base_model``, ``template``, ``retriever``; a
+    projector's ``modality``, ``encoder``) whose value differs from the ``kind`` checkpoint's, or a format
+    other than ``fmt``; the message says to rerun ``llmrec {command}``."""
+    if manifest.get("format") != fmt:
+        raise error(f"{kind} checkpoint {folder} has format {manifest.get('format')!r}; "
+                    f"this llmrec reads format {fmt}: retrain with llmrec {command}")
     diffs = []
     for key, want in expected.items():
         have = manifest.get(key)
         if have != want:
             diffs.append(f"{key}: checkpoint {json.dumps(have, sort_keys=True)} vs in use {json.dumps(want, sort_keys=True)}")
     if diffs:
-        raise RankerMismatchError(f"ranker checkpoint {folder} does not match: " + "; ".join(diffs)
-                                  + " (retrain with llmrec train-ranker)")
+        raise error(f"{kind} checkpoint {folder} does not match: " + "; ".join(diffs) + f" (retrain with llmrec {command})")
 
 
-def read_manifest(folder: str | Path) -> dict:
-    """The checkpoint's manifest. Raises ModelError when missing or unreadable."""
+def read_manifest(folder: str | Path, kind: str = "ranker", command: str = "train-ranker") -> dict:
+    """The ``kind`` checkpoint's manifest. Raises ModelError when missing (saying to run ``llmrec
+    {command}``) or unreadable."""
     p = Path(folder) / "manifest.json"
     try:
         return json.loads(p.read_text())
     except FileNotFoundError:
-        raise ModelError(f"no ranker checkpoint at {folder} (missing manifest.json): run llmrec train-ranker") from None
+        raise ModelError(f"no {kind} checkpoint at {folder} (missing manifest.json): run llmrec {command}") from None
     except (OSError, ValueError) as e:
-        raise ModelError(f"ranker checkpoint {folder} has an unreadable manifest.json: {e}") from e
+        raise ModelError(f"{kind} checkpoint {folder} has an unreadable manifest.json: {e}") from e
 
 
 def base_identity(cfg) -> dict:
