@@ -229,6 +229,24 @@ class Config:
     ``trained`` (trained when missing), ``trained-text`` (without soft tokens); each alone and fused."""
     eval_llm_bias_users: int = 100
     """Position bias: test users whose candidates are also ranked reversed and shuffled."""
+    eval_modal: list[str] = field(default_factory=list)
+    """Modality ablation (``llmrec.eval.modal_systems``): the zero-shot ranking LLM of ``recommend``
+    (``prompts/rank.*``) over ``eval_ranker_retriever``'s candidates, each item shown as ``text``
+    (title and genres only), ``image`` (+ its poster's soft tokens through ``eval_modal_store``'s
+    trained projector) or ``caption`` (+ its poster's caption as text); each alone and fused."""
+    eval_modal_store: Path | None = None
+    """A store of the same data set with poster vectors and captions (``llmrec ingest --images``) and
+    a trained image projector (``llmrec train-projector``): the content of ``eval_modal`` and of the
+    ``cold-items`` protocol's image system."""
+    eval_modal_users: int = 0
+    """If > 0, the modality ablation and its slices cover only the first N users (ascending id)."""
+    eval_sparse_max: int = 10
+    """Sparse slice of the report: users whose target has at most this many training interactions."""
+    eval_cold_share: float = 0.1
+    """``cold-items`` protocol: share of the items held out of every training interaction."""
+    eval_cold_llm_users: int = 0
+    """``cold-items`` protocol: cold test users also ranked by the LLM on LLaRA's sampled candidates
+    (text, and + poster soft tokens when ``eval_modal_store`` is set); 0: none."""
     eval_out: str | None = None
     """Output folder of ``llmrec eval``. Default: ``{home}/eval/{config file stem}``."""
     eval_reference: str = "sasrec-ensemble"
@@ -596,6 +614,14 @@ def _coerce(cfg: Config) -> Config:
         raise ConfigError(f"config key 'ranker_modalities' must list image and/or audio once each, got {cfg.ranker_modalities!r}")
     if cfg.ranker not in ("auto", "trained", "zero-shot"):
         raise ConfigError(f"config key 'ranker' must be auto, trained or zero-shot, got {cfg.ranker!r}")
+    bad = [m for m in cfg.eval_modal if m not in ("text", "image", "caption")]
+    if bad or len(set(cfg.eval_modal)) != len(cfg.eval_modal):
+        raise ConfigError(f"config key 'eval_modal' must list text, image and/or caption once each, got {cfg.eval_modal!r}")
+    if not 0 < cfg.eval_cold_share < 1:
+        raise ConfigError(f"config key 'eval_cold_share' must be between 0 and 1, got {cfg.eval_cold_share}")
+    for name in ("eval_modal_users", "eval_sparse_max", "eval_cold_llm_users"):
+        if getattr(cfg, name) < 0:
+            raise ConfigError(f"config key {name!r} must be >= 0, got {getattr(cfg, name)}")
     _check_vllm(cfg)
     return cfg
 

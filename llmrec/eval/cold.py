@@ -6,6 +6,8 @@ cold item, so only content (text, posters, audio) can rank it.
 The warm split keeps the same users, items and targets; each training sequence loses its cold
 items. At test time the input history is training + validation minus cold items (a cold validation
 item was never trained on either), and the stage's target may be cold: that is the point.
+
+The evaluation itself (systems, metrics, cache, report section) is :mod:`llmrec.eval.cold_protocol`.
 """
 
 from __future__ import annotations

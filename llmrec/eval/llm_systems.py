@@ -108,6 +108,24 @@ def _scores(model_fn, cache: _Cache, section: str, jobs: list[tuple[str, list, l
     return {u: np.asarray(done[u]) for u, _, _ in jobs}
 
 
+def candidates(scorer, split: Split, users: list[str], n: int) -> tuple[dict, dict, dict, dict]:
+    """The retriever's top ``n`` for the validation and test targets of ``users``, kept where the
+    stage's target is among them. Returns (``cands[stage, user]``: item indices best first,
+    ``rscore[stage, user]``: their retriever scores [n], ``pos[stage, user]``: the target's position,
+    ``called[stage]``: those users in order)."""
+    cands, rscore, pos = {}, {}, {}
+    for st in ("valid", "test"):
+        top, sc = retrieve(scorer, [split.history(u, st) for u in users], n)
+        for b, u in enumerate(users):
+            t = split.target(u, st)
+            if t in top[b]:
+                cands[st, u] = [int(i) for i in top[b]]
+                rscore[st, u] = sc[b]
+                pos[st, u] = cands[st, u].index(t)
+    called = {st: [u for u in users if (st, u) in cands] for st in ("valid", "test")}
+    return cands, rscore, pos, called
+
+
 def run(cfg: Config, split: Split, users: list[str], parts: Path, results: dict, log) -> dict:
     """Evaluate ``cfg.eval_llm`` rankers over ``eval_ranker_retriever``'s candidates. Returns
     {system: result} in the harness's format, plus ``{"llm": details}`` under ``_llm`` keys."""
@@ -120,16 +138,7 @@ def run(cfg: Config, split: Split, users: list[str], parts: Path, results: dict,
     scorer, identity, _ = retriever_for(cfg, split, log)
     n, H = cfg.candidates, cfg.ranker_history
     shown = {st: {u: split.history(u, st)[-H:] if H else [] for u in users} for st in ("valid", "test")}
-    cands, rscore, pos = {}, {}, {}
-    for st in ("valid", "test"):
-        top, sc = retrieve(scorer, [split.history(u, st) for u in users], n)
-        for b, u in enumerate(users):
-            t = split.target(u, st)
-            if t in top[b]:
-                cands[st, u] = [int(i) for i in top[b]]
-                rscore[st, u] = sc[b]
-                pos[st, u] = cands[st, u].index(t)
-    called = {st: [u for u in users if (st, u) in cands] for st in ("valid", "test")}
+    cands, rscore, pos, called = candidates(scorer, split, users, n)
     base_ranks = np.asarray(results[base]["full"]["ranks"])
     out: dict = {}
     for kind in cfg.eval_llm:

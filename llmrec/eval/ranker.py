@@ -35,11 +35,13 @@ def _sha(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()[:16]
 
 
-def retriever_for(cfg: Config, split: Split, log=None) -> tuple[object, dict, object]:
+def retriever_for(cfg: Config, split: Split, log=None, vectors: bool = True) -> tuple[object, dict, object]:
     """(scorer over item indices, identity, soft-token vectors [N, d]) of ``eval_ranker_retriever``.
 
     The SASRec seeds are trained (or reused) exactly as ``llmrec eval`` does; fusion weights are
-    chosen on validation. Raises ConfigError for a retriever not in :data:`RETRIEVERS` or ``sasrec[seed=N]``."""
+    chosen on validation. ``vectors=False``: the seeds are loaded only when the retriever uses them,
+    and the vectors returned are None. Raises ConfigError for a retriever not in :data:`RETRIEVERS`
+    or ``sasrec[seed=N]``."""
     from llmrec.eval import runner
     from llmrec.retrieval.fusion import Fusion, choose_weights
 
@@ -47,13 +49,14 @@ def retriever_for(cfg: Config, split: Split, log=None) -> tuple[object, dict, ob
     if name not in RETRIEVERS and not name.startswith("sasrec[seed="):
         raise ConfigError(f"eval_ranker_retriever {name!r} cannot feed a ranker; use one of "
                           f"{', '.join(RETRIEVERS)} or sasrec[seed=N]")
-    seeds = list(cfg.sasrec_seeds)
+    uses = name.startswith("sasrec") or (name == "fusion" and any(m.startswith("sasrec") for m in cfg.eval_fusion))
+    seeds = list(cfg.sasrec_seeds) if vectors or uses else []
     loaded = [runner.train_or_load_sasrec(cfg, split, s) for s in seeds]
     members = [m for m, _ in loaded]
     if name == "sasrec":  # the seed with the best validation NDCG@10, as the harness reports it
         best = max(range(len(seeds)), key=lambda n: loaded[n][1]["valid_ndcg10"])
         name = f"sasrec[seed={seeds[best]}]"
-    vectors = sasrec_mod.EnsembleRetriever(members).item_vectors()
+    item_vectors = sasrec_mod.EnsembleRetriever(members).item_vectors() if members else None
     identity = {"kind": name, "split": split.fingerprint(), "sasrec_seeds": seeds,
                 "sasrec_sha256": [_sha(runner.retriever_dir(cfg) / f"seed{s}" / "sasrec.pt") for s in seeds]}
     if name == "fusion":
@@ -62,8 +65,8 @@ def retriever_for(cfg: Config, split: Split, log=None) -> tuple[object, dict, ob
         if log:
             log(f"[ranker] retriever: fusion of {list(cfg.eval_fusion)}, weights {weights} (validation NDCG@10 {valid:.4f})")
         identity.update(members=list(cfg.eval_fusion), weights=[round(w, 4) for w in weights])
-        return Fusion(parts, weights), identity, vectors
-    return runner._member(name, cfg, split), identity, vectors
+        return Fusion(parts, weights), identity, item_vectors
+    return runner._member(name, cfg, split), identity, item_vectors
 
 
 def rank_data(cfg: Config, split: Split, log=None) -> RankData:

@@ -177,6 +177,15 @@ def markdown(metrics: dict) -> str:
             lines.append(f"| {name} | {_fmt(r['HR@1'], r['HR@1_ci'])} | {'n/a' if vo is None else f'{vo:.4f}'} "
                          f"| {r['NDCG@5']:.4f} | {r['valid_ratio']:.3f} |")
         lines.append("")
+    if metrics.get("modalities"):
+        from llmrec.eval.modal_systems import report_lines
+
+        m = metrics["modalities"]
+        lines += report_lines({**m["setup"], "systems": m["systems"]}, m["summary"])
+    if metrics.get("cold_items"):
+        from llmrec.eval.cold_protocol import report_lines as cold_lines
+
+        lines += cold_lines(metrics["cold_items"]) + [""]
     lines += ["## Details", "", "| system | details |", "|---|---|"]
     for name, det in metrics["details"].items():
         lines.append(f"| {name} | " + ", ".join(f"{k}={v}" for k, v in det.items()

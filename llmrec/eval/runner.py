@@ -34,6 +34,8 @@ from llmrec.retrieval.train import sasrec_params
 
 FUSION_STEP = 0.05
 """Grid step of the fusion weights (simplex)."""
+PROTOCOLS = ("full", "sampled", "cold-items")
+"""``full`` and ``sampled`` apply to every system; ``cold-items`` is its own run (``llmrec.eval.cold``)."""
 SYSTEMS = ("most-popular", "item-knn", "text-embedding", "ease", "sasrec", "sasrec-ensemble", "fusion")
 
 
@@ -130,9 +132,9 @@ def run(cfg: Config, out: str | Path, fresh: bool = False, config_name: str = ""
     torch.set_num_threads(min(torch.get_num_threads(), 2) if torch.get_num_threads() > 0 else 2)
     np.random.seed(cfg.seed)
     torch.manual_seed(cfg.seed)
-    bad = [p for p in cfg.eval_protocols if p not in ("full", "sampled")]
+    bad = [p for p in cfg.eval_protocols if p not in PROTOCOLS]
     if bad:
-        raise ConfigError(f"unknown eval protocol(s) {bad}; known: full, sampled")
+        raise ConfigError(f"unknown eval protocol(s) {bad}; known: {', '.join(PROTOCOLS)}")
     bad = [s for s in cfg.eval_systems if s not in SYSTEMS]
     if bad:
         raise ConfigError(f"unknown eval system(s) {bad}; known: {', '.join(SYSTEMS)}")
@@ -206,7 +208,22 @@ def run(cfg: Config, out: str | Path, fresh: bool = False, config_name: str = ""
         from llmrec.eval import llm_systems
 
         results.update(llm_systems.run(cfg, split, users, parts, results, log))
+    modal = None
+    if cfg.eval_modal:
+        from llmrec.eval import modal_systems
+
+        modal = modal_systems.run(cfg, split, users, parts, results, log)
     metrics = report.build_metrics(cfg, split, results, config_name)
+    if modal is not None:
+        metrics["modalities"] = {
+            "setup": {k: v for k, v in modal.items() if k not in ("systems", "sparse")},
+            "systems": {n: {k: v for k, v in s.items() if k != "ranks"} for n, s in modal["systems"].items()},
+            "summary": modal_systems.summarize(modal, cfg.eval_bootstrap, cfg.seed)}
+        _save_part(parts, "modalities", modal)
+    if "cold-items" in cfg.eval_protocols:
+        from llmrec.eval import cold_protocol
+
+        metrics["cold_items"] = cold_protocol.run(cfg, split, parts, log)
     metrics["seconds_total"] = round(time.time() - t0, 1)
     report.write_all(metrics, results, out, cfg)
     log(f"[eval] wrote {out / 'metrics.json'}, {out / 'report.md'} in {time.time() - t0:.0f}s")
