@@ -366,6 +366,10 @@ class Config:
     Default: ``{data_dir}/projectors``."""
     projector_k: int = 4
     """Soft tokens per item vector."""
+    projector_text_input: bool = False
+    """The projector reads the modality vector followed by the text encoder's vector of the item's
+    fallback text (an image's caption: its OCR text and labels; an audio clip's transcript), zeros
+    where there is none (``llmrec.align.inputs``). The checkpoint records it in its encoder id."""
     projector_hidden: int = 1024
     """Width of the projector's hidden layer."""
     projector_epochs: int = 1

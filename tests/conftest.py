@@ -53,3 +53,21 @@ def recommender(small_store):
     from llmrec.recommender import Recommender
 
     return Recommender.load(config=small_store)
+
+
+@pytest.fixture(scope="session")
+def poster_store(base_cfg, ml100k, tmp_path_factory):
+    """(config, item ids): a store of 24 ml-100k items with their real posters (vectors, captions by the
+    image labels) and an image projector trained for one epoch (k 2, hidden 64)."""
+    from llmrec.align.run import train_projector
+    from llmrec.ingest import ingest
+    from llmrec.ingest_images import attach_posters
+
+    ds, _ = attach_posters(ml100k, base_cfg.posters_dir)
+    items = [it for it in ds.items if it.image][:24]
+    cfg = base_cfg.replace(data_dir=tmp_path_factory.mktemp("posters"), image_captioner="labels", projector_k=2,
+                           projector_hidden=64, projector_epochs=1, projector_batch_size=8, projector_eval_items=2,
+                           projector_holdout=0.25, threads=1)
+    ingest(cfg, Dataset("ml-100k", items, []), log=lambda *_: None, images=True)
+    train_projector(cfg, "image", log=lambda *_: None)
+    return cfg, {it.id for it in items}

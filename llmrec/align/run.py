@@ -13,7 +13,9 @@ MODALITIES = ("image", "audio")
 
 
 def store_examples(cfg: Config, modality: str) -> tuple[list[str], np.ndarray, list[str], list[str], str]:
-    """``(item ids, vectors float32 [N, d], titles, texts, encoder id)`` of the store's ``modality`` items.
+    """``(item ids, projector inputs float32 [N, d], titles, texts, input id)`` of the store's ``modality``
+    items (:mod:`llmrec.align.inputs`: the vectors, with ``projector_text_input`` followed by their
+    fallback text's vector; the input id names both encoders then).
 
     The answer text is the item's description (``text``); for audio, the transcript when the item has
     one and no description.
@@ -43,7 +45,9 @@ def store_examples(cfg: Config, modality: str) -> tuple[list[str], np.ndarray, l
         if modality == "audio" and not t:
             t = m.get("transcript", "") or ""
         texts.append(t)
-    return ids, V, titles, texts, encoders[0]
+    from llmrec.align.inputs import encoder_id, projector_inputs
+
+    return ids, projector_inputs(cfg, modality, V, metas), titles, texts, encoder_id(cfg, encoders[0])
 
 
 def train_projector(cfg: Config, modality: str = "image", out: str | Path | None = None, log=print) -> dict:

@@ -4,7 +4,6 @@ the store's trained projector (``llmrec train-projector``), keyed by the item's 
 
 from __future__ import annotations
 
-import numpy as np
 import torch
 
 from llmrec.config import Config
@@ -42,9 +41,11 @@ class SoftTokens:
         if not (folder / "manifest.json").exists():
             raise ModelError(f"ranker_modalities names {modality!r} but there is no projector at {folder}: "
                              f"run llmrec train-projector --modality {modality}")
-        self.projector = checkpoint.load(folder, checkpoint.identity(cfg, modality, encoders[0]))
+        from llmrec.align.inputs import encoder_id, projector_inputs
+
+        self.projector = checkpoint.load(folder, checkpoint.identity(cfg, modality, encoder_id(cfg, encoders[0])))
         self.index = {i: n for n, i in enumerate(ids)}
-        self.vectors = np.asarray(V, dtype=np.float32)
+        self.vectors = projector_inputs(cfg, modality, V, metas)
 
     @torch.no_grad()
     def tokens(self, items: list[Item]) -> dict[str, torch.Tensor]:

@@ -42,7 +42,7 @@ PART = "cold-items.json"
 WEIGHTS = [round(0.1 * i, 1) for i in range(11)]
 """Image weights of ``text+image`` tried on the cold validation users (first best wins)."""
 NEGATIVES = 19
-LLM_TEXT, LLM_SOFT = "LLM, text", "LLM, text + poster soft tokens"
+LLM_TEXT, LLM_SOFT, LLM_CAPTION = "LLM, text", "LLM, text + poster soft tokens", "LLM, text + poster caption"
 
 
 def run(cfg: Config, split: Split, parts: Path, log=None) -> dict:
@@ -68,7 +68,8 @@ def run(cfg: Config, split: Split, parts: Path, log=None) -> dict:
         [test users] bool, ``systems`` {name: the summary without ranks}), ``sampled`` (None, or
         ``users``, ``candidates``, ``systems`` {name: {``ranks`` 0-based among the 20, ``hr1``,
         ``hr1_ci``, ``ndcg10``, ``mean_rank`` (1 = first)}}, ``soft_minus_text`` {``hr1``,
-        ``ndcg10``: [difference, lo, hi]} or None, ``seconds``), ``seconds``.
+        ``ndcg10``: [difference, lo, hi]} or None, ``caption_minus_text`` (the same, with the store's
+        captions), ``seconds``), ``seconds``.
         Means over an empty user set are None.
     Raises:
         ConfigError: ``eval_modal_store`` names a folder that does not exist or is not a store.
@@ -82,7 +83,8 @@ def run(cfg: Config, split: Split, parts: Path, log=None) -> dict:
     key = {"share": cfg.eval_cold_share, "seed": cfg.seed, "store": str(store) if store else None,
            "llm_users": cfg.eval_cold_llm_users, "fingerprint": split.fingerprint(),
            "bootstrap": cfg.eval_bootstrap, "knn_neighbors": cfg.knn_neighbors, "history_max": cfg.history_max,
-           "llm": cfg.llm if cfg.eval_cold_llm_users > 0 else None}
+           "llm": cfg.llm if cfg.eval_cold_llm_users > 0 else None, "caption_variant": True,
+           "projector_text_input": cfg.projector_text_input}
     parts = Path(parts)
     path = parts / PART
     if path.exists():
@@ -164,12 +166,15 @@ def _compute(cfg: Config, split: Split, store: Path | None, log) -> dict:
         raise DataError(f"cold-items: no test target of {split.name} is among its {len(cset)} cold items "
                         f"(eval_cold_share {cfg.eval_cold_share}, seed {cfg.seed}): raise eval_cold_share")
     image = soft_src = None
+    captions: dict[str, str] = {}
     if store is not None:
         E_img, has_img, encoder = image_matrix(split, store)
         if cfg.eval_cold_llm_users > 0:  # before any fitting: a missing projector fails at once
             from llmrec.align.soft import SoftTokens
+            from llmrec.eval.modal_systems import load_content
 
             soft_src = SoftTokens(cfg.replace(data_dir=store), "image")
+            captions = load_content(cfg, split)[0]
     knn = ItemKNN(cfg.knn_neighbors).fit(warm)
     text = TextEmbedding(cache_dir=Path(cfg.home) / "cache", cfg=cfg).fit(warm)
 
@@ -216,14 +221,18 @@ def _compute(cfg: Config, split: Split, store: Path | None, log) -> dict:
                                "systems": {k: _summary(r[poster], nb, sd) for k, r in R.items()}}
     if cfg.eval_cold_llm_users > 0:
         users = test_users[:cfg.eval_cold_llm_users]
-        res["sampled"] = _llm_sampled(cfg, split, users, cset, T["text"][:len(users)], soft_src, log)
+        res["sampled"] = _llm_sampled(cfg, split, users, cset, T["text"][:len(users)], soft_src, log, captions)
     return res
 
 
-def _llm_sampled(cfg: Config, split: Split, users: list[str], cset, S_text: np.ndarray, soft_src, log) -> dict:
+def _llm_sampled(cfg: Config, split: Split, users: list[str], cset, S_text: np.ndarray, soft_src, log,
+                 captions: dict[str, str] | None = None) -> dict:
     """LLaRA's sampled protocol on ``users`` (cold test users; ``S_text`` float [B, N] their text
     scores): the text scorer, the zero-shot verbalizer on text and, with ``soft_src`` (the store's
-    :class:`llmrec.align.soft.SoftTokens`), with poster soft tokens. Ranks 0-based among the 20."""
+    :class:`llmrec.align.soft.SoftTokens`), with poster soft tokens, and with ``captions`` (item id ->
+    poster caption) with the captions as quoted text. Ranks 0-based among the 20."""
+    import dataclasses
+
     from llmrec.eval.protocols import sample_candidates
     from llmrec.llm.hf import make_backend
     from llmrec.rank.verbalizer import verbalizer_rank
@@ -231,7 +240,7 @@ def _llm_sampled(cfg: Config, split: Split, users: list[str], cset, S_text: np.n
     t0 = time.time()
     cands, pos = sample_candidates(split, "test", users, NEGATIVES, cfg.seed)
     R = {"text scorer": ranks_from_scores(np.take_along_axis(S_text, cands, 1), pos)}
-    names = [LLM_TEXT] + ([LLM_SOFT] if soft_src is not None else [])
+    names = [LLM_TEXT] + ([LLM_SOFT] if soft_src is not None else []) + ([LLM_CAPTION] if captions else [])
     R.update({n: np.zeros(len(users), dtype=np.int64) for n in names})
     backend = make_backend(cfg)
     for b, u in enumerate(users):
@@ -242,6 +251,9 @@ def _llm_sampled(cfg: Config, split: Split, users: list[str], cset, S_text: np.n
         if soft_src is not None:
             soft = soft_src.tokens(shown + items)
             R[LLM_SOFT][b] = verbalizer_rank(backend, shown, items, soft).order.index(int(pos[b]))
+        if captions:
+            cap = [dataclasses.replace(it, caption=captions.get(it.id, "")) for it in shown + items]
+            R[LLM_CAPTION][b] = verbalizer_rank(backend, cap[:len(shown)], cap[len(shown):]).order.index(int(pos[b]))
         log(f"[eval] cold-items: sampled LLM {b + 1}/{len(users)} users, {(time.time() - t0) / 60:.1f} min")
     nb, sd = cfg.eval_bootstrap, cfg.seed
     hit = {k: (r == 0).astype(float) for k, r in R.items()}
@@ -255,6 +267,10 @@ def _llm_sampled(cfg: Config, split: Split, users: list[str], cset, S_text: np.n
         out["soft_minus_text"] = {
             "hr1": list(paired_diff_ci(hit[LLM_SOFT], hit[LLM_TEXT], nb, sd)),
             "ndcg10": list(paired_diff_ci(ndcg_at_k(R[LLM_SOFT], 10), ndcg_at_k(R[LLM_TEXT], 10), nb, sd))}
+    if captions:
+        out["caption_minus_text"] = {
+            "hr1": list(paired_diff_ci(hit[LLM_CAPTION], hit[LLM_TEXT], nb, sd)),
+            "ndcg10": list(paired_diff_ci(ndcg_at_k(R[LLM_CAPTION], 10), ndcg_at_k(R[LLM_TEXT], 10), nb, sd))}
     out["seconds"] = round(time.time() - t0, 1)
     return out
 
@@ -305,8 +321,9 @@ def report_lines(res: dict) -> list[str]:
         for k, s in sm["systems"].items():
             lines.append(f"| {k} | {s['hr1']:.3f} [{s['hr1_ci'][0]:.3f}, {s['hr1_ci'][1]:.3f}] | "
                          f"{s['ndcg10']:.3f} | {s['mean_rank']:.2f} |")
-        if sm.get("soft_minus_text"):
-            h, n = sm["soft_minus_text"]["hr1"], sm["soft_minus_text"]["ndcg10"]
-            lines += ["", f"Soft tokens - text (paired): HR@1 {h[0]:+.3f} [{h[1]:+.3f}, {h[2]:+.3f}], "
-                          f"NDCG@10 {n[0]:+.3f} [{n[1]:+.3f}, {n[2]:+.3f}]."]
+        for key, what in (("soft_minus_text", "Soft tokens"), ("caption_minus_text", "Caption")):
+            if sm.get(key):
+                h, n = sm[key]["hr1"], sm[key]["ndcg10"]
+                lines += ["", f"{what} - text (paired): HR@1 {h[0]:+.3f} [{h[1]:+.3f}, {h[2]:+.3f}], "
+                              f"NDCG@10 {n[0]:+.3f} [{n[1]:+.3f}, {n[2]:+.3f}]."]
     return lines

@@ -9,7 +9,6 @@ from pathlib import Path
 import pytest
 
 from llmrec.config import Config
-from llmrec.data.types import Dataset
 from llmrec.errors import ConfigError
 from llmrec.eval import modal_systems, runner
 
@@ -19,33 +18,16 @@ REPO = Path(__file__).resolve().parents[2]
 USERS = 10
 
 
-@pytest.fixture(scope="module")
-def poster_store(base_cfg, ml100k, tmp_path_factory):
-    """A store of 24 ml-100k items with their real posters (vectors and labels captions) and a projector."""
-    from llmrec.align.run import train_projector
-    from llmrec.ingest import ingest
-    from llmrec.ingest_images import attach_posters
-
-    ds, _ = attach_posters(ml100k, base_cfg.posters_dir)
-    items = [it for it in ds.items if it.image][:24]
-    cfg = base_cfg.replace(data_dir=tmp_path_factory.mktemp("posters"), image_captioner="labels", projector_k=2,
-                           projector_hidden=64, projector_epochs=1, projector_batch_size=8, projector_eval_items=2,
-                           projector_holdout=0.25, threads=1)
-    ingest(cfg, Dataset("ml-100k", items, []), log=lambda *_: None, images=True)
-    train_projector(cfg, "image", log=lambda *_: None)
-    return cfg.data_dir, {it.id for it in items}
-
-
 def _cfg(home, store, **kw):
     return Config.load(REPO / "eval" / "ci-small.yaml", overrides={
         "home": home, "dataset": "ml-100k", "ml100k_source": "recbole", "eval_max_users": 40,
-        "eval_systems": ["item-knn"], "eval_protocols": ["full", "cold-items"], "eval_cold_share": 0.2, "eval_ranker_retriever": "item-knn",
+        "eval_systems": ["item-knn"], "eval_protocols": ["full", "cold-items"], "eval_cold_share": 0.2, "eval_cold_llm_users": 2, "eval_ranker_retriever": "item-knn",
         "eval_modal": ["text", "image", "caption"], "eval_modal_users": USERS, "eval_modal_store": store,
         "threads": 1, **kw})
 
 
 def test_ablation_scores_each_variant_and_resumes(tmp_path, base_cfg, poster_store):
-    store, _ = poster_store
+    store = poster_store[0].data_dir
     cfg = _cfg(base_cfg.home, store)
     out = tmp_path / "out"
     m = runner.run(cfg, out)
@@ -83,6 +65,11 @@ def test_ablation_scores_each_variant_and_resumes(tmp_path, base_cfg, poster_sto
     cold = m["cold_items"]
     assert {"item-knn", "text", "image", "text+image"} <= set(cold["systems"]) and cold["test_users"] > 0
     assert cold["systems"]["item-knn"]["recall10"] == 0.0
+    sm = cold["sampled"]
+    assert sm["users"] == 2 and set(sm["systems"]) == {"text scorer", "LLM, text", "LLM, text + poster soft tokens",
+                                                       "LLM, text + poster caption"}
+    assert all(0 <= r < 20 for s in sm["systems"].values() for r in s["ranks"])
+    assert sm["soft_minus_text"] and sm["caption_minus_text"] and "Caption - text (paired)" in report
     # Resumed: the cached log-probabilities are reused (the cache files are not rewritten).
     stamps = {v: (out / "parts" / f"modal-{v}.json").stat().st_mtime_ns for v in lp}
     m2 = runner.run(cfg, out)
