@@ -153,16 +153,18 @@ def run(cfg: Config, split: Split, users: list[str], parts: Path, results: dict,
         return holder["b"]
 
     for variant in cfg.eval_modal:
+        seen = content if variant != "text" else None  # what this variant's log-probabilities depend on
+        soft = None
         if variant == "image":
             from llmrec.align.soft import SoftTokens
 
-            soft = SoftTokens(cfg.replace(data_dir=Path(cfg.eval_modal_store)), "image")
-            proj = ckpt.read_manifest(cfg.replace(data_dir=Path(cfg.eval_modal_store)).projector_path("image"))
-            content = dict(content, projector=proj.get("created"))
-        else:
-            soft = None
+            store_cfg = cfg.replace(data_dir=Path(cfg.eval_modal_store))
+            soft = SoftTokens(store_cfg, "image")
+            folder = store_cfg.projector_path("image")
+            seen = dict(content, projector=hashlib.sha256((folder / "projector.pt").read_bytes()).hexdigest()[:16],
+                        projector_input=ckpt.read_manifest(folder).get("encoder"))
         key = {"variant": variant, "prompt": _prompt_hash(), "base_model": ckpt.base_identity(cfg), "history": H,
-               "retriever": identity, "content": content if variant != "text" else None}
+               "retriever": identity, "content": seen}
         cache = _Cache(parts / f"modal-{variant}.json", key)
         model: dict = {}
 

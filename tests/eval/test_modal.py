@@ -49,6 +49,9 @@ def test_ablation_scores_each_variant_and_resumes(tmp_path, base_cfg, poster_sto
         assert 0 <= full["systems"].get(name, {}).get("fusion_weight", 0) <= 1
     # The soft tokens and the captions reached the LLM: a prompt with a poster item scores differently.
     lp = {v: json.loads((out / "parts" / f"modal-{v}.json").read_text()) for v in ("text", "image", "caption")}
+    # Each cache depends on what its variant shows: the projector's weights for image only.
+    assert len(lp["image"]["key"]["content"]["projector"]) == 16 and "projector" not in lp["caption"]["key"]["content"]
+    assert lp["text"]["key"]["content"] is None
     lp = {v: {st: d[f"modal-{v} {st}"] for st in ("valid", "test")} for v, d in lp.items()}
     assert lp["text"]["valid"].keys() == lp["image"]["valid"].keys() == lp["caption"]["valid"].keys()
     assert len(lp["text"]["test"]) == called
