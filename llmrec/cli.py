@@ -59,6 +59,8 @@ def cmd_ingest(args) -> int:
     dataset, report = load_dataset(cfg, args.catalog, args.interactions, args.skip_bad)
     for err in report.skipped:
         print(f"skipped {err}", file=sys.stderr)
+    if dataset.source:
+        print(f"{dataset.name}: read from {dataset.source}", file=sys.stderr)
     images = images_wanted(cfg, dataset, builtin=not args.catalog)
     with_image = sum(1 for it in dataset.items if it.image)
     if with_image and not images:

@@ -82,7 +82,7 @@ def attach_posters(dataset: Dataset, folder: str | os.PathLike | None) -> tuple[
             it = dataclasses.replace(it, image=str(file))
             found += 1
         items.append(it)
-    return Dataset(dataset.name, items, dataset.interactions), found
+    return Dataset(dataset.name, items, dataset.interactions, dataset.source), found
 
 
 def images_wanted(cfg: Config, dataset: Dataset, builtin: bool | None = None) -> bool:

@@ -11,6 +11,14 @@ def test_ml100k_counts(ml100k):
     assert ml100k.stats() == {"users": 943, "items": 1682, "interactions": 100_000}
     assert ml100k.items[0].title == "Toy Story (1995)"
     assert "Animation" in ml100k.items[0].text
+    assert ml100k.source == "the recbole==1.2.1 wheel's copy"  # the fixture asks for recbole: said at ingest
+
+
+def test_ingest_says_where_ml100k_came_from(tmp_path, base_cfg):
+    from llmrec.ingest import load_dataset
+
+    ds, _ = load_dataset(base_cfg.replace(dataset="ml-100k", ml100k_source="recbole"))
+    assert ds.source.startswith("the recbole==1.2.1 wheel") and ds.name == "ml-100k"
 
 
 def test_ml_latest_small_counts():

@@ -51,10 +51,13 @@ def load_ml100k(downloads: Path, source: str = "auto", timeout_s: float = 5.0) -
     cached_zip = downloads / "ml-100k.zip"
     if source in ("auto", "grouplens") and (cached_zip.exists() or _fetch(GROUPLENS_ML100K, cached_zip, timeout_s)):
         ds = _read_grouplens_zip(cached_zip)
+        ds.source = f"the GroupLens zip ({cached_zip})"
     elif source == "grouplens":
         raise DataError(f"cannot download {GROUPLENS_ML100K} (set ml100k_source=recbole to use the registry)")
     else:
         ds = _read_recbole(_recbole_files(downloads))
+        ds.source = f"the {RECBOLE_WHEEL} wheel's copy (GroupLens did not answer or ml100k_source is recbole)" \
+            if source == "auto" else f"the {RECBOLE_WHEEL} wheel's copy"
     return check_counts(ds, ML100K_COUNTS)
 
 

@@ -36,11 +36,13 @@ class Interaction:
 
 @dataclass
 class Dataset:
-    """A catalog and its interactions."""
+    """A catalog and its interactions; ``source``: where they were read from (for the log), "" when
+    not recorded."""
 
     name: str
     items: list[Item]
     interactions: list[Interaction]
+    source: str = ""
 
     def histories(self) -> dict[str, list[str]]:
         """Per-user item ids ordered by (timestamp, item id) — the order LlamaRec uses."""
