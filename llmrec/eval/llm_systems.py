@@ -126,6 +126,29 @@ def candidates(scorer, split: Split, users: list[str], n: int) -> tuple[dict, di
     return cands, rscore, pos, called
 
 
+def alone_and_fused(name: str, lp: dict, rscore: dict, pos: dict, called: dict, users: list[str],
+                    base_ranks: np.ndarray, n: int) -> tuple[dict[str, list[int]], float, float, float]:
+    """The systems ``name`` (candidates by the LLM's log-probabilities ``lp[stage][user]`` [n]) and
+    ``name+fused`` (:func:`llmrec.rank.fuse.fuse` with the retriever's ``rscore``, the weight chosen
+    on the validation users). Returns ({system: 0-based test ranks over ``users``, the retriever's
+    ``base_ranks`` where the LLM was not called}, weight, its validation NDCG@10, the LLM alone's
+    validation NDCG@10), over the ``called`` users' candidates."""
+    vl = np.array([lp["valid"][u] for u in called["valid"]]).reshape(-1, n)
+    vr = np.array([rscore["valid", u] for u in called["valid"]]).reshape(-1, n)
+    vp = np.array([pos["valid", u] for u in called["valid"]], dtype=int)
+    w, wv = choose_weight(vl, vr, vp)
+    by_system = {name: {u: lp["test"][u] for u in called["test"]},
+                 f"{name}+fused": {u: fuse(lp["test"][u], rscore["test", u], w) for u in called["test"]}}
+    out = {}
+    for sysname, scores in by_system.items():
+        ranks = np.asarray(base_ranks).copy()
+        for b, u in enumerate(users):
+            if u in scores:
+                ranks[b] = target_rank(scores[u], pos["test", u])
+        out[sysname] = ranks.tolist()
+    return out, w, wv, _ndcg(vl, vp)
+
+
 def run(cfg: Config, split: Split, users: list[str], parts: Path, results: dict, log) -> dict:
     """Evaluate ``cfg.eval_llm`` rankers over ``eval_ranker_retriever``'s candidates. Returns
     {system: result} in the harness's format, plus ``{"llm": details}`` under ``_llm`` keys."""
@@ -153,21 +176,10 @@ def run(cfg: Config, split: Split, users: list[str], parts: Path, results: dict,
         bs = max(1, cfg.ranker_batch_size)
         lp = {st: _scores(model_fn, cache, f"{st}", [(u, shown[st][u], cands[st, u]) for u in called[st]],
                           split, log, bs) for st in ("valid", "test")}
-        # Fusion weight on validation.
-        vl = np.array([lp["valid"][u] for u in called["valid"]]).reshape(-1, n)
-        vr = np.array([rscore["valid", u] for u in called["valid"]]).reshape(-1, n)
-        vp = np.array([pos["valid", u] for u in called["valid"]], dtype=int)
-        w, wv = choose_weight(vl, vr, vp)
-        valid_llm = _ndcg(vl, vp)
         sysname = f"{base}+{kind}"
-        by_system = {sysname: {u: lp["test"][u] for u in called["test"]},
-                     f"{sysname}+fused": {u: fuse(lp["test"][u], rscore["test", u], w) for u in called["test"]}}
-        for name, scores in by_system.items():
-            ranks = base_ranks.copy()
-            for b, u in enumerate(users):
-                if u in scores:
-                    ranks[b] = target_rank(scores[u], pos["test", u])
-            out[name] = {"full": {"ranks": ranks.tolist(), "called": len(called["test"]), "valid": len(called["test"]),
+        ranked, w, wv, valid_llm = alone_and_fused(sysname, lp, rscore, pos, called, users, base_ranks, n)
+        for name, ranks in ranked.items():
+            out[name] = {"full": {"ranks": ranks, "called": len(called["test"]), "valid": len(called["test"]),
                                   "seconds": cache.data.get("seconds", {}).get("test")}}
         out[f"{sysname}+fused"]["fusion_weight"] = w
         out[f"{sysname}+fused"]["valid_ndcg10_called"] = wv

@@ -35,10 +35,9 @@ import numpy as np
 from llmrec.config import Config
 from llmrec.data.splits import Split
 from llmrec.errors import ConfigError, StoreError
-from llmrec.eval.llm_systems import _Cache, _scores, candidates
-from llmrec.eval.metrics import bootstrap_ci, ndcg_at_k, paired_diff_ci, recall_at_k, target_rank
+from llmrec.eval.llm_systems import _Cache, _scores, alone_and_fused, candidates
+from llmrec.eval.metrics import bootstrap_ci, ndcg_at_k, paired_diff_ci, recall_at_k
 from llmrec.eval.ranker import retriever_for
-from llmrec.rank.fuse import choose_weight, fuse
 
 VARIANTS = ("text", "image", "caption")
 
@@ -175,19 +174,9 @@ def run(cfg: Config, split: Split, users: list[str], parts: Path, results: dict,
 
         lp = {st: _scores(model_fn, cache, f"modal-{variant} {st}", [(u, shown[st][u], cands[st, u]) for u in called[st]],
                           split, log, 1) for st in ("valid", "test")}
-        vl = np.array([lp["valid"][u] for u in called["valid"]]).reshape(-1, n)
-        vr = np.array([rscore["valid", u] for u in called["valid"]]).reshape(-1, n)
-        vp = np.array([pos["valid", u] for u in called["valid"]], dtype=int)
-        w, wv = choose_weight(vl, vr, vp)
         name = f"{base}+llm-{variant}"
-        by = {name: {u: lp["test"][u] for u in called["test"]},
-              f"{name}+fused": {u: fuse(lp["test"][u], rscore["test", u], w) for u in called["test"]}}
-        for sysname, scores in by.items():
-            ranks = base_ranks.copy()
-            for b, u in enumerate(sub):
-                if u in scores:
-                    ranks[b] = target_rank(scores[u], pos["test", u])
-            out["systems"][sysname] = {"ranks": ranks.tolist()}
+        ranked, w, wv, _ = alone_and_fused(name, lp, rscore, pos, called, sub, base_ranks, n)
+        out["systems"].update({sysname: {"ranks": ranks} for sysname, ranks in ranked.items()})
         secs, timed = cache.data.get("seconds", {}), cache.data.get("timed_users", {})
         out["systems"][name]["seconds_per_user"] = {k: round(secs[k] / timed[k], 3) for k in secs if timed.get(k)}
         out["systems"][f"{name}+fused"].update(fusion_weight=w, valid_ndcg10_called=wv)
