@@ -33,10 +33,11 @@ import numpy as np
 
 from llmrec.config import Config
 from llmrec.data.splits import Split
-from llmrec.errors import ConfigError, DataError, StoreError
+from llmrec.errors import DataError, StoreError
 from llmrec.eval import cold
 from llmrec.eval.baselines import ItemKNN, TextEmbedding, recency_weights
 from llmrec.eval.metrics import bootstrap_ci, ndcg_at_k, paired_diff_ci, ranks_from_scores, recall_at_k
+from llmrec.eval.modal_systems import store_path
 
 PART = "cold-items.json"
 WEIGHTS = [round(0.1 * i, 1) for i in range(11)]
@@ -79,7 +80,7 @@ def run(cfg: Config, split: Split, parts: Path, log=None) -> dict:
             projector (raised before anything is fitted), or the LLM cannot be loaded.
     """
     log = log or (lambda _m: None)
-    store = _store_path(cfg)
+    store = store_path(cfg)
     key = {"share": cfg.eval_cold_share, "seed": cfg.seed, "store": str(store) if store else None,
            "llm_users": cfg.eval_cold_llm_users, "fingerprint": split.fingerprint(),
            "bootstrap": cfg.eval_bootstrap, "knn_neighbors": cfg.knn_neighbors, "history_max": cfg.history_max,
@@ -103,18 +104,6 @@ def run(cfg: Config, split: Split, parts: Path, log=None) -> dict:
     tmp.write_text(json.dumps(res))
     tmp.replace(path)
     return res
-
-
-def _store_path(cfg: Config) -> Path | None:
-    if cfg.eval_modal_store is None:
-        return None
-    store = Path(cfg.eval_modal_store).expanduser().resolve()
-    if not store.is_dir():
-        raise ConfigError(f"config key 'eval_modal_store' names {store}, which does not exist: a store with "
-                          f"poster vectors (llmrec ingest --images)")
-    if not (store / "chroma.sqlite3").exists():
-        raise ConfigError(f"config key 'eval_modal_store' names {store}, which is not a store (no chroma.sqlite3)")
-    return store
 
 
 def image_matrix(split: Split, store: Path) -> tuple[np.ndarray, np.ndarray, str]:

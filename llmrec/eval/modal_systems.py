@@ -50,21 +50,35 @@ def _prompt_hash() -> str:
     return h.hexdigest()[:16]
 
 
+def store_path(cfg: Config) -> Path | None:
+    """``eval_modal_store`` expanded and resolved, or None when unset. Raises ConfigError naming the key
+    when it is not a folder holding a store (``chroma.sqlite3``)."""
+    if cfg.eval_modal_store is None:
+        return None
+    store = Path(cfg.eval_modal_store).expanduser().resolve()
+    if not store.is_dir():
+        raise ConfigError(f"config key 'eval_modal_store' names {store}, which does not exist: a store with "
+                          f"poster vectors (llmrec ingest --images)")
+    if not (store / "chroma.sqlite3").exists():
+        raise ConfigError(f"config key 'eval_modal_store' names {store}, which is not a store (no chroma.sqlite3)")
+    return store
+
+
 def load_content(cfg: Config, split: Split) -> tuple[dict[str, str], dict]:
     """The captions (item id -> caption) of ``eval_modal_store``'s posters and what identifies them
     (store path, encoder and captioner ids, poster and caption counts).
 
     Raises:
-        ConfigError: ``eval_modal`` needs a store and ``eval_modal_store`` is unset or not a folder.
+        ConfigError: ``eval_modal`` needs a store and ``eval_modal_store`` is unset or not a store folder.
         StoreError: the store holds no poster vectors, or none of this split's items.
     """
     from llmrec.store import ItemStore
 
-    store = cfg.eval_modal_store
-    if store is None or not Path(store).is_dir():
+    store = store_path(cfg)
+    if store is None:
         raise ConfigError(f"eval_modal {cfg.eval_modal} needs config key 'eval_modal_store': a store folder with "
-                          f"poster vectors (llmrec ingest --images), got {store!r}")
-    ids, _, metas = ItemStore(Path(store), kind="image").matrix()
+                          "poster vectors (llmrec ingest --images)")
+    ids, _, metas = ItemStore(store, kind="image").matrix()
     if not ids:
         raise StoreError(f"eval_modal_store {store} holds no image vectors: run llmrec ingest --images "
                          f"--data-dir {store}")
@@ -72,7 +86,7 @@ def load_content(cfg: Config, split: Split) -> tuple[dict[str, str], dict]:
     if not known & set(ids):
         raise StoreError(f"eval_modal_store {store} holds no item of the split {split.name}")
     caps = {i: str(m.get("caption") or "") for i, m in zip(ids, metas, strict=True) if i in known}
-    ident = {"store": str(Path(store).resolve()), "posters": sum(1 for i in ids if i in known),
+    ident = {"store": str(store), "posters": sum(1 for i in ids if i in known),
              "captions": sum(1 for c in caps.values() if c),
              "encoder": sorted({str(m.get("encoder")) for m in metas}),
              "captioner": sorted({str(m.get("captioner")) for m in metas})}
