@@ -15,6 +15,10 @@ the LLM is not called for them. Also measured per ranker: position bias (the sam
 shown in the retriever's order, reversed and shuffled: Kendall's tau between the item rankings, and
 the share of users whose top pick is label A) and LLaRA's sampled protocol (target + 19 random
 negatives). Log-probabilities are cached in ``OUT/parts/llm-{ranker}.json`` (resumable).
+
+``llm_backend: vllm`` scores on a vLLM server (``vllm_url``, or a local one started for each ranker
+and stopped after it; ``ranker_batch_size`` prompts are sent together): the same log-probabilities
+within ~4e-5 (``tests/llm/test_vllm.py``), faster on this CPU (eval/RESULTS.md).
 """
 
 from __future__ import annotations
@@ -40,10 +44,17 @@ KINDS = ("zero-shot", "trained", "trained-text")
 
 
 def _model(kind: str, cfg: Config, identity: dict, log):
+    """The ranker ``kind`` in-process (``llm_backend: transformers``) or on vLLM (``vllm``: the
+    ``vllm_url`` servers, or a local one llmrec starts; a trained ranker's LoRA adapter is served)."""
     from llmrec.rank import checkpoint as ckpt
     from llmrec.rank.model import RankerModel
 
+    on_vllm = cfg.llm_backend == "vllm"
+    if on_vllm:
+        from llmrec.llm import vllm_ranker
     if kind == "zero-shot":
+        if on_vllm:
+            return vllm_ranker.zero_shot(cfg)
         llm, tok = ckpt.load_base(cfg)
         return RankerModel(llm, tok).eval()
     soft = kind == "trained"
@@ -52,16 +63,18 @@ def _model(kind: str, cfg: Config, identity: dict, log):
     if not (folder / "manifest.json").exists():
         log(f"[eval] no {kind} ranker at {folder}: training it (llmrec train-ranker)")
         train_for_split(c.replace(ranker_dir=folder), log=log)
-    return ckpt.load(folder, c, retriever=identity)
+    return (vllm_ranker.load if on_vllm else ckpt.load)(folder, c, retriever=identity)
 
 
 def _identity(kind: str, cfg: Config) -> dict:
-    """What the cached log-probabilities depend on: the template and base model, and for a trained
-    ranker its checkpoint (creation time)."""
+    """What the cached log-probabilities depend on: the template, base model and backend (the two
+    agree within ~4e-5, but the cache's timings are the backend's), and for a trained ranker its
+    checkpoint (creation time)."""
     from llmrec.rank import checkpoint as ckpt
     from llmrec.rank.model import template_hash
 
-    key = {"template": template_hash(), "base_model": ckpt.base_identity(cfg), "history": cfg.ranker_history}
+    key = {"template": template_hash(), "base_model": ckpt.base_identity(cfg), "history": cfg.ranker_history,
+           "backend": cfg.llm_backend}
     if kind != "zero-shot":
         folder = ranker_dir(cfg, kind == "trained")
         if (folder / "manifest.json").exists():
@@ -234,6 +247,8 @@ def run(cfg: Config, split: Split, users: list[str], parts: Path, results: dict,
             m = read_manifest(ranker_dir(cfg, kind == "trained"))
             out[sysname]["checkpoint"] = {k: m.get(k) for k in ("created", "best", "stopped", "cap_hit",
                                                                  "train_seconds", "steps", "soft_tokens")}
+        if hasattr(holder.get("m"), "close"):
+            holder["m"].close()  # a local vLLM server
         holder.clear()
     return out
 

@@ -318,6 +318,11 @@ class VLLMBackend:
         return self._label_logprobs(lambda: ({"prompt_embeds": _b64_tensor(embeds)}, int(embeds.shape[0])), labels,
                                     False, model)
 
+    def score_ids(self, ids: list[int], labels: list[str], model: str | None = None) -> np.ndarray:
+        """Like :meth:`score_embeds` for a prompt given as its token ids (the server can reuse a
+        cached prefix). Returns float64 [len(labels)]. Raises ModelError as :meth:`score_labels`."""
+        return self._label_logprobs(lambda: ({"prompt": list(ids)}, len(ids)), labels, False, model)
+
     def _label_logprobs(self, inputs, labels: list[str], soft: bool, model: str | None = None) -> np.ndarray:
         ids = [self.label_id(lab) for lab in labels]
 

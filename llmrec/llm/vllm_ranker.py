@@ -14,6 +14,7 @@ same ``score(batch)`` and ``manifest`` as the :class:`~llmrec.rank.model.RankerM
 from __future__ import annotations
 
 import json
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -60,18 +61,44 @@ class VLLMRanker:
     @torch.no_grad()
     def score(self, batch) -> np.ndarray:
         """float64 [B, n]: log-softmax over the n candidate labels of each (history, candidates) pair
-        (one server forward pass each), as :meth:`RankerModel.score`.
+        (one server forward pass each, the batch's requests sent concurrently), as
+        :meth:`RankerModel.score`. Prompts with soft tokens go as prompt embeddings, others as token ids.
 
         Raises ValueError for a batch with two candidate counts; ModelError when no server answers."""
         n = {len(c) for _, c in batch}
         if len(n) != 1:
             raise ValueError(f"a batch must have one candidate count, got {sorted(n)}")
         labels = list(LABELS[: n.pop()])
-        rows = []
-        for history, candidates in batch:
-            lp = self.backend.score_embeds(self.prompts.embeds(history, candidates), labels, self.lora)
-            rows.append(lp - np.logaddexp.reduce(lp))
-        return np.stack(rows)
+
+        # Prompts are built here (the tokenizer in one thread), then sent together so that the
+        # server batches them (continuous batching).
+        if self.soft:  # prompt embeddings (soft tokens spliced in)
+            inputs = [self.prompts.embeds(h, c) for h, c in batch]
+            call = self.backend.score_embeds
+        else:  # token ids: smaller requests, and the server may reuse a cached prefix
+            inputs = [self.prompts.token_ids(h, c) for h, c in batch]
+            call = self.backend.score_ids
+
+        def one(x) -> np.ndarray:
+            lp = call(x, labels, self.lora)
+            return lp - np.logaddexp.reduce(lp)
+
+        if len(inputs) == 1:
+            return np.stack([one(inputs[0])])
+        with ThreadPoolExecutor(max_workers=len(inputs)) as pool:
+            return np.stack(list(pool.map(one, inputs)))
+
+    def close(self) -> None:
+        """Stop the local vLLM server, if the backend started one."""
+        self.backend.close()
+
+
+def zero_shot(cfg) -> VLLMRanker:
+    """The base LLM with the trained ranker's prompt (titles only) on vLLM: ``vllm_url``, or a local
+    server. Raises ModelError when no server starts or answers."""
+    from llmrec.llm.vllm import VLLMBackend
+
+    return VLLMRanker(VLLMBackend(cfg), None)
 
 
 def load(folder: str | Path, cfg, retriever: dict | None = None) -> VLLMRanker:

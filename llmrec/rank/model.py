@@ -101,11 +101,23 @@ class RankerModel(torch.nn.Module):
                                                       return_tensors="pt").input_ids[0]
         return self._piece_cache[piece]
 
+    def text(self, history: list[Item], candidates: list[Item]) -> str:
+        """The chat-templated prompt, ending where the answer starts (soft-token placeholders in it
+        when :attr:`soft`)."""
+        return self.tokenizer.apply_chat_template(prompt(history, candidates, self.soft),
+                                                  add_generation_prompt=True, tokenize=False)
+
+    def token_ids(self, history: list[Item], candidates: list[Item]) -> list[int]:
+        """The prompt's token ids (the tokens :meth:`embeds` embeds). Raises ValueError for a ranker
+        with soft tokens (its prompt is not all tokens)."""
+        if self.soft:
+            raise ValueError("a prompt with soft tokens has no token-id form; use embeds()")
+        return self._ids(self.text(history, candidates)).tolist()
+
     def embeds(self, history: list[Item], candidates: list[Item]) -> torch.Tensor:
         """Input embeddings [seq, d_llm] of one prompt, soft tokens spliced in (differentiable
         through the projector)."""
-        text = self.tokenizer.apply_chat_template(prompt(history, candidates, self.soft),
-                                                  add_generation_prompt=True, tokenize=False)
+        text = self.text(history, candidates)
         emb = self.llm.get_input_embeddings()
         pieces = text.split(SOFT) if self.soft else [text]
         ids = [self._ids(p) for p in pieces]

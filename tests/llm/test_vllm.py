@@ -260,3 +260,38 @@ def test_trained_ranker_on_vllm_matches_the_in_process_ranker(vb, base_cfg, adap
     assert got.shape == want.shape == (2, 20)
     np.testing.assert_allclose(got, want, atol=TOL)
     assert [list(np.argsort(-r, kind="stable")) for r in got] == [list(np.argsort(-r, kind="stable")) for r in want]
+
+
+def test_harness_llm_systems_on_vllm_equal_transformers(vb, base_cfg, tmp_path, monkeypatch):
+    # `llmrec eval` with eval_llm zero-shot (tiny real split: 50 ml-latest-small users, 5 candidates)
+    # scored in-process and on the vLLM server (batches of 4 sent together): the same log-probabilities
+    # in every cached section, the same systems; the cache records the backend.
+    import json
+
+    from llmrec.config import Config
+    from llmrec.eval import runner
+    from llmrec.models import BUILTIN_LLM
+
+    monkeypatch.setattr(runner, "log", lambda *_: None)
+    over = dict(dataset="ml-latest-small", eval_max_users=50, sasrec_seeds=[0], sasrec_max_len=50, sasrec_dim=32,
+                sasrec_max_epochs=2, sasrec_patience=2, eval_ranker_retriever="fusion",
+                eval_fusion=["sasrec-ensemble", "item-knn"], eval_systems=["fusion"], eval_protocols=["full"],
+                eval_llm=["zero-shot"], candidates=5, ranker_history=3, ranker_batch_size=4,
+                eval_llm_bias_users=4, eval_bootstrap=20, home=str(tmp_path / "home"),
+                llm=str(base_cfg.models_dir() / BUILTIN_LLM))
+    cfg = Config.load(env={}, overrides=over)
+    got = {}
+    for backend, extra in (("transformers", {}), ("vllm", {"vllm_url": [vb.server.url]})):
+        m = runner.run(cfg.replace(llm_backend=backend, **extra), tmp_path / backend)
+        got[backend] = (m, json.loads((tmp_path / backend / "parts" / "llm-zero-shot.json").read_text()))
+    (mt, ct), (mv, cv) = got["transformers"], got["vllm"]
+    assert ct["key"]["backend"] == "transformers" and cv["key"]["backend"] == "vllm"
+    sections = [s for s in ("valid", "test", "reversed", "shuffled") if ct.get(s)]
+    assert {"valid", "test"} <= set(sections)
+    for s in sections:
+        assert ct[s].keys() == cv[s].keys()
+        a = np.array([ct[s][u] for u in ct[s]])
+        b = np.array([cv[s][u] for u in ct[s]])
+        assert a.shape[1] == 5
+        np.testing.assert_allclose(b, a, atol=TOL)
+    assert set(mv["results"]) == set(mt["results"]) >= {"fusion+zero-shot", "fusion+zero-shot+fused"}
