@@ -263,23 +263,17 @@ def test_trained_ranker_on_vllm_matches_the_in_process_ranker(vb, base_cfg, adap
 
 
 def test_harness_llm_systems_on_vllm_equal_transformers(vb, base_cfg, tmp_path, monkeypatch):
-    # `llmrec eval` with eval_llm zero-shot (tiny real split: 50 ml-latest-small users, 5 candidates)
+    # `llmrec eval` with eval_llm zero-shot (the tiny real split: 50 ml-latest-small users, 5 candidates)
     # scored in-process and on the vLLM server (batches of 4 sent together): the same log-probabilities
     # in every cached section, the same systems; the cache records the backend.
     import json
 
-    from llmrec.config import Config
     from llmrec.eval import runner
-    from llmrec.models import BUILTIN_LLM
+    from tests.tiny_ranker import tiny_cfg
 
     monkeypatch.setattr(runner, "log", lambda *_: None)
-    over = dict(dataset="ml-latest-small", eval_max_users=50, sasrec_seeds=[0], sasrec_max_len=50, sasrec_dim=32,
-                sasrec_max_epochs=2, sasrec_patience=2, eval_ranker_retriever="fusion",
-                eval_fusion=["sasrec-ensemble", "item-knn"], eval_systems=["fusion"], eval_protocols=["full"],
-                eval_llm=["zero-shot"], candidates=5, ranker_history=3, ranker_batch_size=4,
-                eval_llm_bias_users=4, eval_bootstrap=20, home=str(tmp_path / "home"),
-                llm=str(base_cfg.models_dir() / BUILTIN_LLM))
-    cfg = Config.load(env={}, overrides=over)
+    cfg = tiny_cfg(tmp_path / "home", base_cfg, eval_systems=["fusion"], eval_protocols=["full"],
+                   eval_llm=["zero-shot"], eval_llm_bias_users=4, eval_bootstrap=20)
     got = {}
     for backend, extra in (("transformers", {}), ("vllm", {"vllm_url": [vb.server.url]})):
         m = runner.run(cfg.replace(llm_backend=backend, **extra), tmp_path / backend)
@@ -295,3 +289,33 @@ def test_harness_llm_systems_on_vllm_equal_transformers(vb, base_cfg, tmp_path, 
         assert a.shape[1] == 5
         np.testing.assert_allclose(b, a, atol=TOL)
     assert set(mv["results"]) == set(mt["results"]) >= {"fusion+zero-shot", "fusion+zero-shot+fused"}
+
+
+def test_trained_checkpoint_on_a_local_vllm_server_scores_like_the_in_process_one(base_cfg, tmp_path):
+    # A real `llmrec train-ranker` checkpoint (the tiny configuration, 6 steps) loaded by
+    # vllm_ranker.load with no vllm_url: llmrec starts a server serving its LoRA adapter, scores with
+    # its projector's soft tokens as prompt embeddings, and stops the server on close().
+    from llmrec.eval.ranker import rank_data, ranker_dir, train_for_split
+    from llmrec.eval.runner import load_split
+    from llmrec.llm import vllm_ranker
+    from llmrec.rank import checkpoint as ckpt
+    from tests.tiny_ranker import tiny_cfg
+
+    cfg = tiny_cfg(tmp_path / "home", base_cfg, llm_backend="vllm")
+    man = train_for_split(cfg, log=lambda *_: None)
+    split = load_split(cfg)
+    data = rank_data(cfg, split)
+    users = split.users[:4]
+    batch = [([split.items[i] for i in split.train[u][-3:]], list(split.items[:5])) for u in users]
+    local = ckpt.load(ranker_dir(cfg), cfg, retriever=man["retriever"])
+    served = vllm_ranker.load(ranker_dir(cfg), cfg, retriever=data.retriever)
+    try:
+        assert served.soft and served.lora == vllm_ranker.LORA_NAME
+        got, want = served.score(batch), local.score(batch)
+    finally:
+        pid = served.backend.server.proc.pid
+        served.close()
+    with pytest.raises(ProcessLookupError):
+        os.kill(pid, 0)
+    assert got.shape == want.shape == (4, 5)
+    np.testing.assert_allclose(got, want, atol=TOL)
