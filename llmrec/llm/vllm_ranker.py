@@ -83,8 +83,6 @@ class VLLMRanker:
             lp = call(x, labels, self.lora)
             return lp - np.logaddexp.reduce(lp)
 
-        if len(inputs) == 1:
-            return np.stack([one(inputs[0])])
         with ThreadPoolExecutor(max_workers=len(inputs)) as pool:
             return np.stack(list(pool.map(one, inputs)))
 

@@ -93,12 +93,15 @@ class RankerModel(torch.nn.Module):
     def device(self) -> torch.device:
         return self.llm.get_input_embeddings().weight.device
 
+    def _tokenize(self, text: str) -> torch.Tensor:
+        return self.tokenizer(text, add_special_tokens=False, return_tensors="pt").input_ids[0]
+
     def _ids(self, piece: str) -> torch.Tensor:
+        """Token ids of a piece between soft-token slots (cached: the same titles recur)."""
         if piece not in self._piece_cache:
             if len(self._piece_cache) > 50_000:
                 self._piece_cache.clear()
-            self._piece_cache[piece] = self.tokenizer(piece, add_special_tokens=False,
-                                                      return_tensors="pt").input_ids[0]
+            self._piece_cache[piece] = self._tokenize(piece)
         return self._piece_cache[piece]
 
     def text(self, history: list[Item], candidates: list[Item]) -> str:
@@ -112,18 +115,18 @@ class RankerModel(torch.nn.Module):
         with soft tokens (its prompt is not all tokens)."""
         if self.soft:
             raise ValueError("a prompt with soft tokens has no token-id form; use embeds()")
-        return self._ids(self.text(history, candidates)).tolist()
+        return self._tokenize(self.text(history, candidates)).tolist()
 
     def embeds(self, history: list[Item], candidates: list[Item]) -> torch.Tensor:
         """Input embeddings [seq, d_llm] of one prompt, soft tokens spliced in (differentiable
         through the projector)."""
         text = self.text(history, candidates)
         emb = self.llm.get_input_embeddings()
-        pieces = text.split(SOFT) if self.soft else [text]
+        if not self.soft:  # a whole prompt is unique per user and order: not worth caching
+            return emb(self._tokenize(text).to(self.device))
+        pieces = text.split(SOFT)
         ids = [self._ids(p) for p in pieces]
         tok = emb(torch.cat(ids).to(self.device))
-        if not self.soft:
-            return tok
         items = history + candidates  # one slot per item, in prompt order
         if len(items) != len(pieces) - 1:
             raise RuntimeError(f"prompt has {len(pieces) - 1} soft-token slots for {len(items)} items")
