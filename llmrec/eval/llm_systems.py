@@ -13,7 +13,9 @@ soft tokens), systems named after the retriever (``eval_ranker_retriever``, e.g.
 Users whose target is not among the candidates keep the retriever's rank (>= ``candidates``), and
 the LLM is not called for them. Also measured per ranker: position bias (the same users' candidates
 shown in the retriever's order, reversed and shuffled: Kendall's tau between the item rankings, and
-the share of users whose top pick is label A) and LLaRA's sampled protocol (target + 19 random
+the share of users whose top pick is label A; also after calibration, each label position's mean
+log-probability over the validation users subtracted, which leaves the LLM's preference among the
+items) and LLaRA's sampled protocol (target + 19 random
 negatives). Log-probabilities are cached in ``OUT/parts/llm-{ranker}.json`` (resumable).
 
 ``llm_backend: vllm`` scores on a vLLM server (``vllm_url``, or a local one started for each ranker
@@ -139,6 +141,38 @@ def candidates(scorer, split: Split, users: list[str], n: int) -> tuple[dict, di
     return cands, rscore, pos, called
 
 
+def _f(x: float | None) -> str:
+    return "n/a" if x is None else f"{x:.3f}"
+
+
+def position_bias(test: dict, rev: dict, shu: dict, perms: dict, prior: np.ndarray | None = None) -> dict:
+    """Position bias of one ranker over the users of ``rev`` (their candidates in the retriever's order
+    -> ``test[u]``, reversed -> ``rev[u]``, shuffled by ``perms[u]`` -> ``shu[u]``; each [n] label
+    log-probabilities in the order shown). ``prior``: float [n] subtracted from every label position
+    first (calibration), or None.
+
+    Returns {users, kendall_tau_shuffled, kendall_tau_reversed (mean Kendall's tau between the item
+    rankings, retriever order vs the other; nan-skipping), top_is_A: {order: share of users whose top
+    pick is label A}, top_is_A_uniform: 1/n}."""
+    users = list(rev)
+    n = len(perms[users[0]]) if users else 0
+    P = np.zeros(n) if prior is None else np.asarray(prior, dtype=float)
+    taus_s, taus_r, top_a = [], [], {"retriever": [], "reversed": [], "shuffled": []}
+    for u in users:
+        a, r, s = (np.asarray(x[u], dtype=float) - P for x in (test, rev, shu))
+        s_items = np.empty(n)
+        s_items[perms[u]] = s  # back to the retriever's item order
+        taus_s.append(kendalltau(a, s_items).statistic)
+        taus_r.append(kendalltau(a, r[::-1]).statistic)
+        top_a["retriever"].append(int(np.argmax(a) == 0))
+        top_a["reversed"].append(int(np.argmax(r) == 0))
+        top_a["shuffled"].append(int(np.argmax(s) == 0))
+    return {"users": len(users), "kendall_tau_shuffled": float(np.nanmean(taus_s)) if taus_s else None,
+            "kendall_tau_reversed": float(np.nanmean(taus_r)) if taus_r else None,
+            "top_is_A": {k: float(np.mean(v)) if v else None for k, v in top_a.items()},
+            "top_is_A_uniform": 1 / n if n else None}
+
+
 def alone_and_fused(name: str, lp: dict, rscore: dict, pos: dict, called: dict, users: list[str],
                     base_ranks: np.ndarray, n: int) -> tuple[dict[str, list[int]], float, float, float]:
     """The systems ``name`` (candidates by the LLM's log-probabilities ``lp[stage][user]`` [n]) and
@@ -205,25 +239,16 @@ def run(cfg: Config, split: Split, users: list[str], parts: Path, results: dict,
                       split, log, bs)
         shu = _scores(model_fn, cache, "shuffled",
                       [(u, shown["test"][u], [cands["test", u][i] for i in perms[u]]) for u in bias_users], split, log, bs)
-        taus_s, taus_r, top_a = [], [], {"retriever": [], "reversed": [], "shuffled": []}
-        for u in bias_users:
-            a = lp["test"][u]
-            r_items = rev[u][::-1]  # back to the retriever's item order
-            s_items = np.empty(n)
-            s_items[perms[u]] = shu[u]
-            taus_s.append(kendalltau(a, s_items).statistic)
-            taus_r.append(kendalltau(a, r_items).statistic)
-            top_a["retriever"].append(int(np.argmax(a) == 0))
-            top_a["reversed"].append(int(np.argmax(rev[u]) == 0))
-            top_a["shuffled"].append(int(np.argmax(shu[u]) == 0))
-        bias = {"users": len(bias_users), "kendall_tau_shuffled": float(np.nanmean(taus_s)) if taus_s else None,
-                "kendall_tau_reversed": float(np.nanmean(taus_r)) if taus_r else None,
-                "top_is_A": {k: float(np.mean(v)) if v else None for k, v in top_a.items()},
-                "top_is_A_uniform": 1 / n}
+        bias = position_bias(lp["test"], rev, shu, perms)
+        # The same log-probabilities with each label position's mean over the validation users
+        # subtracted: what is left after the position prior is the LLM's preference among the items.
+        prior = np.mean([lp["valid"][u] for u in called["valid"]], axis=0) if called["valid"] else np.zeros(n)
+        bias["calibrated"] = position_bias(lp["test"], rev, shu, perms, prior)
         out[sysname]["position_bias"] = bias
-        log(f"[eval] {sysname}: position bias over {len(bias_users)} users: Kendall tau retriever vs shuffled "
-            f"{bias['kendall_tau_shuffled']:.3f}, vs reversed {bias['kendall_tau_reversed']:.3f}; top = A "
-            f"{bias['top_is_A']}")
+        for label, b in (("", bias), ("calibrated: ", bias["calibrated"])):
+            log(f"[eval] {sysname}: position bias over {len(bias_users)} users, {label}Kendall tau retriever vs "
+                f"shuffled {_f(b['kendall_tau_shuffled'])}, vs reversed {_f(b['kendall_tau_reversed'])}; top = A "
+                + ", ".join(f"{k} {_f(v)}" for k, v in b["top_is_A"].items()))
         # LLaRA's sampled protocol (the LLM alone, and fused with the retriever's scores at weight w).
         if "sampled" in cfg.eval_protocols:
             sc_c, sc_p = sample_candidates(split, cfg.eval_stage, users, cfg.eval_negatives, cfg.seed)

@@ -159,10 +159,15 @@ def markdown(metrics: dict) -> str:
                   "| ranker | users | tau (vs shuffled) | tau (vs reversed) | top = A: retriever order | reversed "
                   "| shuffled |", "|---|---|---|---|---|---|---|"]
         for name, b in bias.items():
-            a = b["top_is_A"]
-            lines.append(f"| {name} | {b['users']} | {b['kendall_tau_shuffled']:.3f} | {b['kendall_tau_reversed']:.3f} "
-                         f"| {a['retriever']:.3f} | {a['reversed']:.3f} | {a['shuffled']:.3f} |")
-        lines.append("")
+            for label, x in ((name, b), (f"{name}, calibrated", b.get("calibrated"))):
+                if x and x["users"]:
+                    a = x["top_is_A"]
+                    lines.append(f"| {label} | {x['users']} | {x['kendall_tau_shuffled']:.3f} | "
+                                 f"{x['kendall_tau_reversed']:.3f} | {a['retriever']:.3f} | {a['reversed']:.3f} | "
+                                 f"{a['shuffled']:.3f} |")
+        lines += ["", "Calibrated: each label position's mean log-probability over the validation users subtracted "
+                  "first; what is left is the LLM's preference among the items, so a tau near 0 there means the "
+                  "LLM's order carries no item preference beyond the position prior.", ""]
     if metrics.get("published"):
         lines += ["Published (LlamaRec, Table 2, its \"ML-100k\" is ml-latest-small): " + "; ".join(
             f"{k}: NDCG@10 {v['NDCG@10']}, Recall@10 {v['Recall@10']}" for k, v in metrics["published"].items()), ""]

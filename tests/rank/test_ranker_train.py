@@ -112,6 +112,13 @@ def test_bad_ranker_keys_name_the_key(base_cfg, tmp_path, key, value):
         params_from(tiny_cfg(tmp_path, base_cfg, **{key: value}))
 
 
+def _perms(cfg, users, n):
+    import numpy as np
+
+    rng = np.random.default_rng(cfg.seed)
+    return {u: rng.permutation(n) for u in users}
+
+
 def test_harness_llm_systems_zero_shot_trained_and_fused(trained, tmp_path, monkeypatch):
     import numpy as np
 
@@ -130,6 +137,16 @@ def test_harness_llm_systems_zero_shot_trained_and_fused(trained, tmp_path, monk
         assert 0 < det["ranker_called"] < 50  # only users whose target is among the 5 candidates
         b = det["position_bias"]
         assert b["users"] == min(3, det["ranker_called"]) and -1 <= b["kendall_tau_shuffled"] <= 1 and 0 <= b["top_is_A"]["shuffled"] <= 1
+        # Calibrated: the same cached log-probabilities less each label position's mean over the
+        # validation users, recomputed here from the cache.
+        cache = json.loads((tmp_path / "out" / "parts" / f"llm-{kind}.json").read_text())
+        prior = np.mean(list(cache["valid"].values()), axis=0)
+        want = llm_systems.position_bias(cache["test"], cache["reversed"], cache["shuffled"],
+                                         _perms(cfg, list(cache["reversed"]), len(prior)), prior)
+        got = b["calibrated"]
+        assert got["users"] == want["users"] == b["users"] and got["top_is_A"] == want["top_is_A"]
+        for key in ("kendall_tau_shuffled", "kendall_tau_reversed"):
+            assert got[key] == pytest.approx(want[key], nan_ok=True)
         assert 0 <= metrics["details"][f"{name}+fused"]["fusion_weight"] <= 1
         assert set(metrics["vs_retriever"]["systems"]) >= {name, f"{name}+fused"}
         assert metrics["sampled"][name]["valid_ratio"] == 1.0
