@@ -151,7 +151,7 @@ def markdown(metrics: dict) -> str:
             lines.append(f"| {name} | " + " | ".join(f"{d[k][0]:+.4f} [{d[k][1]:+.4f}, {d[k][2]:+.4f}]"
                                                      for k in PAIRED) + " |")
         lines.append("")
-    bias = {n: d["position_bias"] for n, d in metrics["details"].items() if d.get("position_bias")}
+    bias = {n: d["position_bias"] for n, d in metrics["details"].items() if (d.get("position_bias") or {}).get("users")}
     if bias:
         lines += ["LLM position bias (the same test users' candidates shown in the retriever's order, reversed and "
                   "shuffled): Kendall's tau between the item rankings, and the share of users whose top pick is "
