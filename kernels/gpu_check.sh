@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # GPU check of the fused top-k kernel: correctness vs the torch reference on CUDA, copy bandwidth,
 # then the benchmark table (kernel vs torch.topk(Q@X.T) vs FAISS GPU), fp16, N up to 10M.
-# Needs a Python with CUDA torch + triton (no install, no network). About 3-5 minutes on an H200.
+# Needs a Python with CUDA torch + triton (no install, no network). On an H200: 20 s, 25 s with --sweep
+# --skip-check (2026-12-04; eval/results/gpu_check_h200*.json). eval/gpu_check.sh runs it with the ranker stage.
 #
 #   bash kernels/gpu_check.sh                 # JSON to $OUT/gpu_check.json (device tool) or runs/
 #   bash kernels/gpu_check.sh --sweep         # + block-size / split sweep at N=10M, D=384
