@@ -105,6 +105,8 @@ def _scores(model_fn, cache: _Cache, section: str, jobs: list[tuple[str, list, l
     """LLM label log-probabilities for ``jobs`` (user, history indices, candidate indices), cached."""
     done = cache.data.setdefault(section, {})
     todo = [j for j in jobs if j[0] not in done]
+    if todo:
+        model_fn()  # load (or train) the model first: that time is not this section's scoring time
     t0 = time.time()
     for s in range(0, len(todo), batch):
         part = todo[s:s + batch]
@@ -212,13 +214,16 @@ def run(cfg: Config, split: Split, users: list[str], parts: Path, results: dict,
     base_ranks = np.asarray(results[base]["full"]["ranks"])
     out: dict = {}
     for kind in cfg.eval_llm:
-        cache = _Cache(parts / f"llm-{kind}.json", _identity(kind, cfg))
         holder: dict = {}
 
         def model_fn(kind=kind, holder=holder):
             if "m" not in holder:
                 holder["m"] = _model(kind, cfg, identity, log)
             return holder["m"]
+
+        if kind != "zero-shot" and not (ranker_dir(cfg, kind == "trained") / "manifest.json").exists():
+            model_fn()  # train it now: the cache's key names the checkpoint, which must exist first
+        cache = _Cache(parts / f"llm-{kind}.json", _identity(kind, cfg))
 
         bs = max(1, cfg.ranker_batch_size)
         lp = {st: _scores(model_fn, cache, f"{st}", [(u, shown[st][u], cands[st, u]) for u in called[st]],

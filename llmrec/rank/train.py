@@ -348,8 +348,8 @@ def train_ranker(cfg: Config, data: RankData, out: str | Path, log=print, fresh:
                 "train_probe_loss": {"examples": len(probe), "before": state.get("probe_before"), "after": probe_after},
                 "lora_targets": LORA_TARGETS, "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
     _finalise(out, resume / "best", data, vectors, manifest)
-    log(f"[ranker] best validation NDCG@10 {state['best']['ndcg10']:.4f} at step {state['best']['step']} "
-        f"({state['stopped']}); checkpoint {out}")
+    log(f"[ranker] best: step {state['best']['step']}, validation NDCG@10 fused {state['best']['fused_ndcg10']:.4f} "
+        f"(LLM alone {state['best']['ndcg10']:.4f}) ({state['stopped']}); checkpoint {out}")
     return manifest
 
 

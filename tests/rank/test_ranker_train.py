@@ -167,3 +167,24 @@ def test_harness_llm_systems_zero_shot_trained_and_fused(trained, tmp_path, monk
         missed = r0 >= cfg.candidates
         assert missed.any() and (r[missed] == r0[missed]).all()
         assert (r[~missed] < cfg.candidates).all()
+
+
+def test_a_ranker_the_harness_trains_is_cached_under_its_checkpoint(trained, tmp_path, monkeypatch):
+    # The harness trains a missing ranker (here the titles-only one) before it opens its cache, so the
+    # cache's key names that checkpoint and a rerun reads it instead of scoring every user again.
+    from llmrec.eval import runner
+
+    cfg, _, _ = trained
+    cfg = cfg.replace(eval_systems=["fusion"], eval_llm=["trained-text"], eval_protocols=["full"],
+                      eval_llm_bias_users=2, eval_bootstrap=20)
+    assert not (ranker_dir(cfg, False) / "manifest.json").exists()
+    logs: list[str] = []
+    monkeypatch.setattr(runner, "log", logs.append)
+    first = runner.run(cfg, tmp_path / "out")
+    assert any("no trained-text ranker" in line for line in logs)
+    assert any(line.startswith("[eval] valid:") for line in logs)
+    assert first["details"]["fusion+trained-text"]["checkpoint"]["soft_tokens"] is False
+    logs.clear()
+    again = runner.run(cfg, tmp_path / "out")
+    assert not any(line.startswith(("[eval] valid:", "[eval] test:", "[eval] reversed:")) for line in logs)
+    assert again["results"]["fusion+trained-text"] == first["results"]["fusion+trained-text"]
