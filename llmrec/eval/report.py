@@ -100,6 +100,9 @@ def build_metrics(cfg: Config, split: Split, results: dict, config_name: str = "
                 pu = per_user(np.asarray(results[name]["full"]["ranks"]))
                 m["vs_retriever"]["systems"][name] = {
                     k: list(paired_diff_ci(pu[k], base[k], cfg.eval_bootstrap, cfg.seed)) for k in PAIRED}
+        sampled_d = paired_sampled(results, base_name, llm_systems, cfg.eval_bootstrap, cfg.seed)
+        if sampled_d:
+            m["vs_retriever"]["sampled"] = sampled_d
     if split.name in PUBLISHED and not cfg.eval_max_users:
         m["published"] = PUBLISHED[split.name]
     return m
@@ -108,9 +111,46 @@ def build_metrics(cfg: Config, split: Split, results: dict, config_name: str = "
 PAIRED = ("NDCG@10", "Recall@10", "Recall@20")
 """Metrics whose paired difference against ``eval_reference`` is reported."""
 
+PAIRED_SAMPLED = ("HR@1", "NDCG@5")
+"""Metrics of the sampled protocol whose paired difference against the retriever alone is reported."""
+
+
+def paired_sampled(results: dict, base: str, systems: list[str], n_boot: int = 1000, seed: int = 0) -> dict:
+    """Paired differences on the sampled protocol (LLaRA): each of ``systems`` minus ``base``, HR@1 and
+    NDCG@5 per user over the same users and the same sampled candidates (both come from
+    :func:`llmrec.eval.protocols.sample_candidates` with one seed), resampled together.
+
+    Args:
+        results: {system: {"sampled": {"ranks": [B] 0-based ranks among the candidates}}}.
+    Returns:
+        {system: {"HR@1": [mean diff, lo, hi], "NDCG@5": [...]}} (95% percentile bootstrap,
+        ``n_boot`` resamples); {} when ``base`` has no sampled ranks. Systems without sampled ranks,
+        or over other users (a different count), are left out."""
+    if "sampled" not in results.get(base, {}):
+        return {}
+    b = np.asarray(results[base]["sampled"]["ranks"])
+    out = {}
+    for name in systems:
+        if "sampled" not in results[name] or len(results[name]["sampled"]["ranks"]) != len(b):
+            continue
+        r = np.asarray(results[name]["sampled"]["ranks"])
+        pairs = {"HR@1": ((r == 0).astype(float), (b == 0).astype(float)),
+                 "NDCG@5": (per_user(r, (5,))["NDCG@5"], per_user(b, (5,))["NDCG@5"])}
+        out[name] = {k: list(paired_diff_ci(x, y, n_boot, seed)) for k, (x, y) in pairs.items()}
+    return out
+
 
 def _fmt(v: float, ci) -> str:
     return f"{v:.4f} [{ci[0]:.4f}, {ci[1]:.4f}]"
+
+
+def _paired_table(title: str, systems: dict, keys: tuple[str, ...]) -> list[str]:
+    """Markdown lines: ``title`` and a table of ``systems`` {name: {metric: [diff, lo, hi]}} over ``keys``."""
+    lines = [f"{title} (same users resampled together; 95% bootstrap interval):", "",
+             "| system | " + " | ".join(f"Δ {k}" for k in keys) + " |", "|---" * (len(keys) + 1) + "|"]
+    for name, d in systems.items():
+        lines.append(f"| {name} | " + " | ".join(f"{d[k][0]:+.4f} [{d[k][1]:+.4f}, {d[k][2]:+.4f}]" for k in keys) + " |")
+    return lines + [""]
 
 
 def markdown(metrics: dict) -> str:
@@ -135,22 +175,11 @@ def markdown(metrics: dict) -> str:
             ". `sasrec` is the seed with the best VALIDATION NDCG@10.", ""]
     if metrics.get("vs_reference", {}).get("systems"):
         v = metrics["vs_reference"]
-        lines += [f"Paired difference against `{v['reference']}` (same users resampled together; 95% bootstrap "
-                  "interval):", "", "| system | " + " | ".join(f"Δ {k}" for k in PAIRED) + " |",
-                  "|---" * (len(PAIRED) + 1) + "|"]
-        for name, d in v["systems"].items():
-            lines.append(f"| {name} | " + " | ".join(f"{d[k][0]:+.4f} [{d[k][1]:+.4f}, {d[k][2]:+.4f}]"
-                                                     for k in PAIRED) + " |")
-        lines.append("")
+        lines += _paired_table(f"Paired difference against `{v['reference']}`", v["systems"], PAIRED)
     if metrics.get("vs_retriever", {}).get("systems"):
         v = metrics["vs_retriever"]
-        lines += [f"LLM systems: paired difference against the retriever alone, `{v['retriever']}` (same users "
-                  "resampled together; 95% bootstrap interval):", "",
-                  "| system | " + " | ".join(f"Δ {k}" for k in PAIRED) + " |", "|---" * (len(PAIRED) + 1) + "|"]
-        for name, d in v["systems"].items():
-            lines.append(f"| {name} | " + " | ".join(f"{d[k][0]:+.4f} [{d[k][1]:+.4f}, {d[k][2]:+.4f}]"
-                                                     for k in PAIRED) + " |")
-        lines.append("")
+        lines += _paired_table(f"LLM systems: paired difference against the retriever alone, "
+                               f"`{v['retriever']}`", v["systems"], PAIRED)
     bias = {n: d["position_bias"] for n, d in metrics["details"].items() if (d.get("position_bias") or {}).get("users")}
     if bias:
         lines += ["LLM position bias (the same test users' candidates shown in the retriever's order, reversed and "
@@ -182,6 +211,11 @@ def markdown(metrics: dict) -> str:
             lines.append(f"| {name} | {_fmt(r['HR@1'], r['HR@1_ci'])} | {'n/a' if vo is None else f'{vo:.4f}'} "
                          f"| {r['NDCG@5']:.4f} | {r['valid_ratio']:.3f} |")
         lines.append("")
+        ps = metrics.get("vs_retriever", {}).get("sampled")
+        if ps:
+            lines += _paired_table("LLM systems on these candidates: paired difference against the "
+                                   f"retriever alone, `{metrics['vs_retriever']['retriever']}`", ps,
+                                   PAIRED_SAMPLED)
     if metrics.get("modalities"):
         from llmrec.eval.modal_systems import report_lines
 

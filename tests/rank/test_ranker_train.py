@@ -149,6 +149,7 @@ def test_harness_llm_systems_zero_shot_trained_and_fused(trained, tmp_path, monk
             assert got[key] == pytest.approx(want[key], nan_ok=True)
         assert 0 <= metrics["details"][f"{name}+fused"]["fusion_weight"] <= 1
         assert set(metrics["vs_retriever"]["systems"]) >= {name, f"{name}+fused"}
+        assert set(metrics["vs_retriever"]["sampled"]) >= {name, f"{name}+fused"}
         assert metrics["sampled"][name]["valid_ratio"] == 1.0
     assert metrics["details"]["fusion+trained"]["checkpoint"]["best"] == man["best"]
     report = (tmp_path / "out" / "report.md").read_text()
