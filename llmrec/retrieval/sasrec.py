@@ -239,9 +239,11 @@ def train_sasrec(train: list[list[int]], valid_hist: list[list[int]], valid_targ
         else:
             bad += 1
         per_epoch = elapsed / epoch
-        eta = min(p.max_epochs - epoch, p.patience - bad) * per_epoch
+        # Left: at least until patience runs out (or max_epochs), at most until max_epochs.
+        least = min(p.max_epochs - epoch, p.patience - bad) * per_epoch
+        most = (p.max_epochs - epoch) * per_epoch
         log(f"[sasrec seed {seed}] epoch {epoch:3d} loss {total / max(count, 1):.4f} valid NDCG@10 {ndcg:.4f} "
-            f"R@10 {rec:.4f}{' *' if improved else ''}  {elapsed:.0f}s elapsed, <= {eta:.0f}s left")
+            f"R@10 {rec:.4f}{' *' if improved else ''}  {elapsed:.0f}s elapsed, {least:.0f}-{most:.0f}s left")
         if bad >= p.patience:
             stopped = f"early stopping (no better validation NDCG@10 for {p.patience} epochs)"
             break
