@@ -16,7 +16,8 @@ shown in the retriever's order, reversed and shuffled: Kendall's tau between the
 the share of users whose top pick is label A; also after calibration, each label position's mean
 log-probability over the validation users subtracted, which leaves the LLM's preference among the
 items) and LLaRA's sampled protocol (target + 19 random
-negatives). Log-probabilities are cached in ``OUT/parts/llm-{ranker}.json`` (resumable).
+negatives; the report pairs each LLM system with the retriever on the same candidates,
+:func:`llmrec.eval.report.paired_sampled`). Log-probabilities are cached in ``OUT/parts/llm-{ranker}.json`` (resumable).
 
 ``llm_backend: vllm`` scores on a vLLM server (``vllm_url``, or a local one started for each ranker
 and stopped after it; ``ranker_batch_size`` prompts are sent together): the same log-probabilities
