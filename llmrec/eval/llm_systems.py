@@ -46,6 +46,13 @@ from llmrec.rank.train import retrieve
 KINDS = ("zero-shot", "trained", "trained-text")
 
 
+def _checkpoint(kind: str, cfg: Config) -> Path | None:
+    """The checkpoint folder of the trained ranker ``kind`` when it holds one (its manifest), else None
+    (``zero-shot``, or a trained ranker not trained yet)."""
+    folder = ranker_dir(cfg, kind == "trained")
+    return folder if kind != "zero-shot" and (folder / "manifest.json").exists() else None
+
+
 def _model(kind: str, cfg: Config, identity: dict, log):
     """The ranker ``kind`` in-process (``llm_backend: transformers``) or on vLLM (``vllm``: the
     ``vllm_url`` servers, or a local one llmrec starts; a trained ranker's LoRA adapter is served)."""
@@ -63,7 +70,7 @@ def _model(kind: str, cfg: Config, identity: dict, log):
     soft = kind == "trained"
     c = cfg.replace(ranker_soft_tokens=soft) if soft != cfg.ranker_soft_tokens else cfg
     folder = ranker_dir(cfg, soft)
-    if not (folder / "manifest.json").exists():
+    if _checkpoint(kind, cfg) is None:
         log(f"[eval] no {kind} ranker at {folder}: training it (llmrec train-ranker)")
         train_for_split(c.replace(ranker_dir=folder), log=log)
     return (vllm_ranker.load if on_vllm else ckpt.load)(folder, c, retriever=identity)
@@ -78,10 +85,9 @@ def _identity(kind: str, cfg: Config) -> dict:
 
     key = {"template": template_hash(), "base_model": ckpt.base_identity(cfg), "history": cfg.ranker_history,
            "backend": cfg.llm_backend}
-    if kind != "zero-shot":
-        folder = ranker_dir(cfg, kind == "trained")
-        if (folder / "manifest.json").exists():
-            key["checkpoint"] = ckpt.read_manifest(folder).get("created")
+    folder = _checkpoint(kind, cfg)
+    if folder is not None:
+        key["checkpoint"] = ckpt.read_manifest(folder).get("created")
     return key
 
 
@@ -222,7 +228,7 @@ def run(cfg: Config, split: Split, users: list[str], parts: Path, results: dict,
                 holder["m"] = _model(kind, cfg, identity, log)
             return holder["m"]
 
-        if kind != "zero-shot" and not (ranker_dir(cfg, kind == "trained") / "manifest.json").exists():
+        if kind != "zero-shot" and _checkpoint(kind, cfg) is None:
             model_fn()  # train it now: the cache's key names the checkpoint, which must exist first
         cache = _Cache(parts / f"llm-{kind}.json", _identity(kind, cfg))
 
@@ -275,7 +281,7 @@ def run(cfg: Config, split: Split, users: list[str], parts: Path, results: dict,
         if kind != "zero-shot":
             from llmrec.rank.checkpoint import read_manifest
 
-            m = read_manifest(ranker_dir(cfg, kind == "trained"))
+            m = read_manifest(_checkpoint(kind, cfg))
             out[sysname]["checkpoint"] = {k: m.get(k) for k in ("created", "best", "stopped", "cap_hit",
                                                                  "train_seconds", "steps", "soft_tokens")}
         if hasattr(holder.get("m"), "close"):

@@ -19,7 +19,7 @@ import numpy as np
 
 from llmrec.config import Config
 from llmrec.data.splits import Split
-from llmrec.eval.metrics import KS, bootstrap_ci, paired_diff_ci, per_user
+from llmrec.eval.metrics import KS, bootstrap_ci, ndcg_at_k, paired_diff_ci, per_user, recall_at_k
 
 HEADLINE = ("Recall@10", "NDCG@10", "MRR@10", "Recall@20", "NDCG@20", "Recall@5", "NDCG@5", "Recall@1")
 PUBLISHED = {  # LlamaRec paper, Table 2, its "ML-100k" = ml-latest-small (test, full ranking)
@@ -128,15 +128,16 @@ def paired_sampled(results: dict, base: str, systems: list[str], n_boot: int = 1
         or over other users (a different count), are left out."""
     if "sampled" not in results.get(base, {}):
         return {}
-    b = np.asarray(results[base]["sampled"]["ranks"])
+    def per_metric(ranks) -> dict[str, np.ndarray]:
+        r = np.asarray(ranks)
+        return {"HR@1": recall_at_k(r, 1), "NDCG@5": ndcg_at_k(r, 5)}
+
+    base_m = per_metric(results[base]["sampled"]["ranks"])
     out = {}
     for name in systems:
-        if "sampled" not in results[name] or len(results[name]["sampled"]["ranks"]) != len(b):
-            continue
-        r = np.asarray(results[name]["sampled"]["ranks"])
-        pairs = {"HR@1": ((r == 0).astype(float), (b == 0).astype(float)),
-                 "NDCG@5": (per_user(r, (5,))["NDCG@5"], per_user(b, (5,))["NDCG@5"])}
-        out[name] = {k: list(paired_diff_ci(x, y, n_boot, seed)) for k, (x, y) in pairs.items()}
+        ranks = results[name].get("sampled", {}).get("ranks")
+        if ranks is not None and len(ranks) == len(base_m["HR@1"]):
+            out[name] = {k: list(paired_diff_ci(v, base_m[k], n_boot, seed)) for k, v in per_metric(ranks).items()}
     return out
 
 
