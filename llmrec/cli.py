@@ -114,7 +114,7 @@ def cmd_recommend(args) -> int:
     if args.json:
         print(result.to_json())
     else:
-        print(_table(result))
+        print(_table(result, cfg.title_max_chars))
     return 0
 
 
@@ -195,9 +195,7 @@ def cmd_serve(args) -> int:
 
     args.extra_overrides = {"serve_host": args.host, "serve_port": args.port}
     cfg = _config(args)
-    summary = cfg.summary()
-    if cfg.serve_api_key:  # never printed
-        summary = summary.replace(cfg.serve_api_key, "<hidden>")
+    summary = cfg.summary()  # secret keys masked there
     print(summary, file=sys.stderr)
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
@@ -206,16 +204,24 @@ def cmd_serve(args) -> int:
     return 0
 
 
-def _table(result) -> str:
-    head = f"Recommendations for user {result.user}" if result.user else "Recommendations for the given history"
+def _table(result, title_max_chars: int) -> str:
+    """The recommendations as a table: two lines per item (rank, id, score, title; the explanation).
+    Ids, titles and explanations are untrusted text, shown through
+    :func:`llmrec.text_safety.display_text` (one line each, no terminal control; titles cut at
+    ``title_max_chars``); ``--json`` prints them raw."""
+    from llmrec.text_safety import display_text
+
+    head = (f"Recommendations for user {display_text(result.user, title_max_chars)}" if result.user
+            else "Recommendations for the given history")
     lines = [head + (" (cold start: most popular)" if result.cold_start else f" (candidates from {result.retriever})"), ""]
     if not result.items:
         lines.append("(nothing left to recommend: the history covers every item in the store)")
         return "\n".join(lines)
     lines.append(f"{'rank':>4}  {'item':>7}  {'score':>8}  title")
     for r in result.items:
-        lines.append(f"{r.rank:>4}  {r.item_id:>7}  {r.score:>8.3f}  {r.title}")
-        lines.append(f"{'':>23}  {r.explanation}")
+        item, title = display_text(r.item_id, title_max_chars), display_text(r.title, title_max_chars)
+        lines.append(f"{r.rank:>4}  {item:>7}  {r.score:>8.3f}  {title}")
+        lines.append(f"{'':>23}  {display_text(r.explanation)}")
     return "\n".join(lines)
 
 

@@ -119,12 +119,24 @@ class Config:
     chroma_port: int = 8000
     """Chroma server port (used with ``chroma_host``)."""
     chroma_recheck_s: float = 0.0
-    """With ``chroma_host``: a ``Recommender`` checks the server's change stamp (one small request,
+    """A ``Recommender`` checks the store's change stamp (a server's, or the embedded store's) (one small request,
     about 3 ms locally) before a request when this many seconds have passed since its last check
     (0: before every request), and reloads items and interactions when another process ingested."""
+    chroma_timeout_s: float = 10.0
+    """Seconds one call to a Chroma server may take (the HTTP client's connect/read timeout; a call past
+    it, or a broken connection, raises ``StoreUnavailableError``; the embedded store has none), so a hung store gives ``llmrec serve`` a 503 with
+    ``Retry-After`` and ``llmrec ingest`` exit code 2 instead of blocking. > 0."""
     encode_batch_size: int = 64
-    """Items encoded per batch at ingest (images: also the items written to the store at a time, so
-    an interrupted image ingest loses at most this many items' work)."""
+    """Items encoded per batch at ingest (images and audio: at most 8 at a time). Image and audio items
+    are each written to the store as soon as they are captioned or transcribed, so an interrupted
+    ingest loses at most the item in progress and the encoder pass of its group of <= 8."""
+    media_max_bytes: int = 200_000_000
+    """Largest image or audio file ``llmrec ingest`` reads, bytes (200 MB). Each media path is
+    ``stat``-ed first: anything but a readable regular file (a device, FIFO, socket, directory) or a
+    file above this size is that item's failure (``failures.jsonl``), before any byte is read. >= 1."""
+    title_max_chars: int = 500
+    """Longest item title ``llmrec ingest`` accepts, characters; a longer one is refused with an error
+    naming its line. >= 1."""
     ingest_images: bool | None = None
     """``llmrec ingest`` encodes the items' images (``--images`` / ``--no-images``) into the store's
     ``items_image`` collection and captions them (``image_captioner``). null (``auto``): on for a
@@ -302,7 +314,7 @@ class Config:
     """Address ``llmrec serve`` listens on (``0.0.0.0``: every interface; set ``serve_api_key`` then)."""
     serve_port: int = 8000
     """TCP port of ``llmrec serve`` (1..65535)."""
-    serve_api_key: str | None = None
+    serve_api_key: str | None = field(default=None, metadata={"secret": True})
     """When set, ``/v1/*`` requests need ``Authorization: Bearer <key>`` (401 otherwise; ``/health`` stays
     open). Prefer the environment (``LLMREC_SERVE_API_KEY``) to a file; the printed config hides it."""
     serve_model_name: str = "llmrec"
@@ -311,6 +323,9 @@ class Config:
     """Largest request body, bytes (413 past it, checked before the JSON is parsed)."""
     serve_max_messages: int = 64
     """Most messages in one request (400 past it): every user message is replayed, so this bounds the work."""
+    serve_max_user_turns: int = 8
+    """Most user messages one request may carry (400 past it, naming the limit): each is replayed
+    through the chat session and may cost one ranking, so this bounds one request's ranking work."""
     serve_max_message_chars: int = 4000
     """Longest user message, characters (400 past it); at most 4,000, the chat parser's limit. System and
     assistant messages are not read and only the body size bounds them."""
@@ -322,6 +337,11 @@ class Config:
     """Worker threads doing ranking work at once (torch on a few CPU cores gains nothing from more)."""
     serve_queue: int = 64
     """Requests allowed to wait for a worker; one more while all are taken gets 429 (``Retry-After``)."""
+    serve_read_timeout_s: float = 30.0
+    """Seconds a client may take to send its request headers and body, and that an idle keep-alive
+    connection stays open (uvicorn's ``timeout_keep_alive``); slow or stalled clients are dropped."""
+    serve_max_connections: int = 256
+    """Most open connections ``llmrec serve`` accepts at once (uvicorn's ``limit_concurrency``; 503 past it)."""
     serve_cache_size: int = 256
     """Session snapshots kept (LRU) to resume a conversation instead of replaying it whole; 0: none.
     The answers never depend on it."""
@@ -412,7 +432,13 @@ class Config:
         return Path(self.home) / "downloads"
 
     def as_dict(self) -> dict[str, Any]:
+        """Every key and its value (paths as strings), secrets included: never print or write this;
+        :meth:`summary` and :meth:`write` mask the :func:`secret_keys`."""
         return {f.name: (str(v) if isinstance(v := getattr(self, f.name), Path) else v) for f in fields(self)}
+
+    def masked_dict(self) -> dict[str, Any]:
+        """:meth:`as_dict` with every set secret key (:func:`secret_keys`) replaced by ``SECRET_MASK``."""
+        return {k: (SECRET_MASK if k in secret_keys() and v is not None else v) for k, v in self.as_dict().items()}
 
     def replace(self, **changes: Any) -> Config:
         """A copy with ``changes`` applied (``None`` values ignored), coerced and checked like :meth:`load`.
@@ -452,22 +478,29 @@ class Config:
         if not changed:
             return "llmrec config: all defaults"
         sources = self.sources()
+        secret = secret_keys()
         return "llmrec config (non-default): " + ", ".join(
-            f"{k}={_show(changed[k])} ({sources.get(k, 'code')})" for k in sorted(changed))
+            f"{k}={SECRET_MASK if k in secret else _show(changed[k])} ({sources.get(k, 'code')})"
+            for k in sorted(changed))
 
     def write(self, path: str | os.PathLike) -> Path:
         """Write the full effective config as JSON: every key (paths as strings) plus ``"sources"``,
-        the source of every key (``"default"`` for those not set). Returns the path.
+        the source of every key (``"default"`` for those not set). The file is created mode 0600.
+        Returns the path.
 
-        ``Config.load(env={}, overrides={k: v for k, v in data.items() if k != "sources"})`` gives an
-        equal config.
+        A set secret key (:func:`secret_keys`, e.g. ``serve_api_key``) is written as ``SECRET_MASK``,
+        never its value; for the other keys, ``Config.load(env={}, overrides={k: v for k, v in
+        data.items() if k not in ("sources", *secret_keys())})`` gives an equal config.
         """
         path = Path(path)
         sources = self.sources()
-        data = {**self.as_dict(), "sources": {f.name: sources.get(f.name, "default") for f in fields(self)}}
+        data = {**self.masked_dict(), "sources": {f.name: sources.get(f.name, "default") for f in fields(self)}}
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_name(path.name + ".part")
-        tmp.write_text(json.dumps(data, indent=1) + "\n", encoding="utf-8")
+        tmp.unlink(missing_ok=True)
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write(json.dumps(data, indent=1) + "\n")
         tmp.replace(path)
         return path
 
@@ -518,6 +551,16 @@ class Config:
         return cfg
 
 
+SECRET_MASK = "<hidden>"
+"""What :meth:`Config.summary` and :meth:`Config.write` show for a set secret key."""
+
+
+def secret_keys() -> frozenset[str]:
+    """Names of the keys marked ``metadata={"secret": True}`` on their field (today ``serve_api_key``):
+    never printed or written by llmrec."""
+    return frozenset(f.name for f in fields(Config) if f.metadata.get("secret"))
+
+
 def _show(v: Any) -> str:
     """A value as :meth:`Config.summary` prints it: paths as strings, lists comma-separated."""
     if isinstance(v, bool):
@@ -529,7 +572,8 @@ def _show(v: Any) -> str:
 
 _DEVICE = re.compile(r"auto|cpu|mps|(cuda|xpu)(:\d+)?")
 _PLUGIN = re.compile(r"[A-Za-z_]\w*(\.[A-Za-z_]\w*)*:[A-Za-z_]\w*")
-_AT_LEAST_1 = ("k", "history_max", "encode_batch_size", "explain_max_tokens")
+_AT_LEAST_1 = ("k", "history_max", "encode_batch_size", "explain_max_tokens", "media_max_bytes", "title_max_chars",
+               "serve_max_user_turns", "serve_max_connections")
 
 
 def _coerce(cfg: Config) -> Config:
@@ -592,6 +636,9 @@ def _coerce(cfg: Config) -> Config:
         raise ConfigError(f"config key 'recency_half_life' must be a finite number > 0, got {cfg.recency_half_life}")
     if not cfg.download_timeout_s >= 0:
         raise ConfigError(f"config key 'download_timeout_s' must be >= 0, got {cfg.download_timeout_s}")
+    for name in ("chroma_timeout_s", "serve_read_timeout_s"):
+        if not (math.isfinite(getattr(cfg, name)) and getattr(cfg, name) > 0):
+            raise ConfigError(f"config key {name!r} must be a finite number > 0, got {getattr(cfg, name)}")
     if not 1 <= cfg.chroma_port <= 65535:
         raise ConfigError(f"config key 'chroma_port' must be in 1..65535, got {cfg.chroma_port}")
     if not _DEVICE.fullmatch(cfg.device):

@@ -9,12 +9,20 @@ With ``chroma_host`` the items AND the interactions go to the Chroma server (col
 ``interactions``, see :mod:`llmrec.interactions`), and every ingest that writes renews the
 server's change stamp (:class:`llmrec.store.ChangeStamp`), so that every replica over that server
 sees the same state; the data directory then only keeps this machine's lock, ``manifest.json``
-and ``failures.jsonl`` (records of this ingest, not needed to recommend).
+and ``failures.jsonl`` (records of this ingest, not needed to recommend). An embedded store's
+stamp is renewed the same way (in its own ``llmrec_state`` collection), so that a running
+``llmrec serve`` over the same folder sees another process's ingest.
+
+When the store stops answering mid-ingest (a Chroma server killed, unreachable, or slower than
+``chroma_timeout_s``) the ingest raises :class:`~llmrec.store.StoreUnavailableError` saying that
+nothing written is lost and that running the same ingest again completes it (``llmrec ingest``
+exits 2).
 """
 
 from __future__ import annotations
 
 import fcntl
+import functools
 import json
 import math
 from collections import Counter
@@ -37,6 +45,10 @@ from llmrec.interactions import (  # noqa: F401  (re-exported: their former home
     read_interactions,
     write_interactions,
 )
+from llmrec.store import StoreUnavailableError
+
+RERUN_HINT = ("nothing written is lost: once the store answers again, run the same `llmrec ingest` again "
+              "to complete it")
 
 MANIFEST_FILE = "manifest.json"
 LOCK_FILE = ".ingest.lock"
@@ -50,7 +62,7 @@ def load_dataset(cfg: Config, catalog: str | None = None, interactions: str | No
     :func:`llmrec.ingest_images.attach_posters`); a catalog's items name their own images.
     """
     if catalog:
-        return load_catalog(catalog, interactions, skip_bad)
+        return load_catalog(catalog, interactions, skip_bad, cfg.title_max_chars)
     if cfg.dataset == "ml-100k":
         ds = load_ml100k(cfg.downloads_dir(), cfg.ml100k_source, cfg.download_timeout_s)
         return attach_posters(ds, cfg.posters_dir)[0], LoadReport()
@@ -75,6 +87,21 @@ def item_from_metadata(item_id: str, meta: dict) -> Item:
                 caption=meta.get("caption") or "", transcript=meta.get("transcript") or "")
 
 
+def _hint_rerun(fn):
+    """``fn`` (:func:`ingest`) with a :class:`StoreUnavailableError` restated as failing mid-ingest,
+    with :data:`RERUN_HINT` as what to do (same ``where``, ``action`` and ``reason``)."""
+
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        try:
+            return fn(*args, **kwargs)
+        except StoreUnavailableError as e:
+            raise StoreUnavailableError(e.where, f"{e.action} mid-ingest", e.reason, RERUN_HINT) from e
+
+    return wrapper
+
+
+@_hint_rerun
 def ingest(cfg: Config, dataset: Dataset, log=print, images: bool | None = None, progress=None,
            audio: bool | None = None) -> dict:
     """Encode and upsert every new or changed item (idempotent, by item id), merge interactions,
@@ -84,8 +111,9 @@ def ingest(cfg: Config, dataset: Dataset, log=print, images: bool | None = None,
     a temporary file then renamed (with ``chroma_host``: added to the server's ``interactions``
     collection, never deleting any; a local ``interactions.csv`` left by an ingest from before
     interactions moved to the server is added too, and kept), so nothing stored is lost or
-    duplicated. With ``chroma_host`` the server's change stamp is renewed when anything was
-    written (even if the ingest then fails), so replicas reload. Images go to the
+    duplicated. The store's change stamp (a server's, or the embedded store's) is renewed when
+    anything was written (even if the ingest then fails), so replicas and a running
+    ``llmrec serve`` reload. Images go to the
     ``items_image`` collection, resumably, failures recorded per item and never raised (see
     :mod:`llmrec.ingest_images`); ``manifest.json`` is written after the interactions and again
     after the images. Returns a summary dict.
@@ -105,8 +133,11 @@ def ingest(cfg: Config, dataset: Dataset, log=print, images: bool | None = None,
         ConfigError: a ``module:Class`` captioner cannot be imported or built (idem).
         StoreError: the data directory is a file, another ingest is writing to it, the store's
             vector dimension differs from the encoder's, or the stored interactions file is
-            corrupt (checked before anything is written); the Chroma server cannot be reached or
-            refuses a write (what was written before stays).
+            corrupt (checked before anything is written); the Chroma server refuses a write (what
+            was written before stays).
+        StoreUnavailableError: the store stopped answering (a server gone, or slower than
+            ``chroma_timeout_s``): the message says where, during what, and to run the ingest again
+            (what was written before stays; the rerun adds the rest, nothing twice).
     """
     from llmrec.encoders.text import TextEncoder
     from llmrec.store import ensure_dir
@@ -156,18 +187,20 @@ def _manifest(summary: dict) -> dict:
 
 
 def _bump_stamp(cfg: Config, store=None, best_effort: bool = False) -> None:
-    """With ``chroma_host``: renew the server's change stamp (see :class:`llmrec.store.ChangeStamp`).
+    """Renew the store's change stamp (the server's with ``chroma_host``, else the embedded store's;
+    see :class:`llmrec.store.ChangeStamp`), through ``store``'s client when given.
     ``best_effort``: on the way out of a failed ingest, whose own error must not be masked."""
     from llmrec.store import ChangeStamp, open_client
 
-    if not cfg.chroma_host:
-        return
     try:
-        ChangeStamp(store.client if store is not None else open_client(None, cfg.chroma_host, cfg.chroma_port)).bump()
+        client = store.client if store is not None else open_client(
+            cfg.store_dir(), cfg.chroma_host, cfg.chroma_port, cfg.chroma_timeout_s)
+        ChangeStamp(client).bump()
     except Exception as e:
         if not best_effort:
-            raise StoreError(f"cannot renew the change stamp on {cfg.chroma_host}:{cfg.chroma_port}: {e} "
-                             "(the ingest's writes are stored; replicas see them after the next ingest)") from e
+            where = f"{cfg.chroma_host}:{cfg.chroma_port}" if cfg.chroma_host else str(cfg.store_dir())
+            raise StoreError(f"cannot renew the change stamp on {where}: {e} (the ingest's writes are stored; "
+                             "replicas and running servers see them after the next ingest)") from e
 
 
 def _ingest_locked(cfg: Config, dataset: Dataset, encoder, out: Path) -> dict:
@@ -178,7 +211,7 @@ def _ingest_locked(cfg: Config, dataset: Dataset, encoder, out: Path) -> dict:
     if cfg.chroma_host and (out / INTERACTIONS_FILE).exists():  # written here before they moved to the server
         rows = read_interactions(out / INTERACTIONS_FILE) + rows
     interactions.check(rows)  # a corrupt file, or rows it cannot store, refused before any write
-    store = ItemStore(out, "text", cfg.chroma_host, cfg.chroma_port)
+    store = ItemStore(out, "text", cfg.chroma_host, cfg.chroma_port, cfg.chroma_timeout_s)
     have = store.dim()
     if have is not None and have != encoder.dim:
         raise StoreError(f"text encoder dimension {encoder.dim} does not match store {out} dimension {have}")

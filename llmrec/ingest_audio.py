@@ -9,10 +9,18 @@ fallback). The audio collection's metadata also record what the vector came from
 path), ``audio_sha256`` (the file's content), ``encoder`` (its identity), ``seconds`` (decoded),
 ``source_rate``, ``channels`` and ``audio_truncated`` (the file is longer than the cap).
 
-- **Resumable.** Items are written ``encode_batch_size`` at a time; an item whose stored path, file
-  hash and encoder all match is skipped, so a rerun after an interruption does only the rest.
-  Upserts are by item id: nothing is duplicated.
-- **Failures** (a missing, empty, corrupt, non-audio or silent file, an encoder error) are recorded
+- **Resumable, per item.** Clips are decoded and embedded
+  :data:`~llmrec.ingest_images.MEDIA_CHUNK` (8, or ``encode_batch_size`` when smaller) at a time,
+  and each item is written to the store as soon as it is transcribed; an item whose stored path,
+  file hash and encoder all match is skipped, so a rerun after an interruption does only the rest.
+  A kill loses at most the clip being transcribed and the embedding pass of its group (at most 8
+  clips). Upserts are by item id: nothing is duplicated.
+- **Media paths are checked before they are read** (:mod:`llmrec.encoders.media_file`): anything
+  but a regular file of at most ``media_max_bytes`` (a device, a FIFO, a socket, a directory, an
+  oversized or sparse file) is that item's failure without a byte read; then the header is checked
+  (:func:`~llmrec.encoders.audio_io.check_audio_header`); then the file is hashed.
+- **Failures** (a missing, empty, corrupt, non-audio or silent file, not a regular file, an encoder
+  error) are recorded
   per item, with the file and the reason, in ``{data_dir}/failures.jsonl`` (``"kind": "audio"``,
   beside the image records) and reported; the ingest goes on and the item is tried again next time.
   After an ingest an item has an audio vector exactly when its current audio file was encoded. A
@@ -21,26 +29,26 @@ path), ``audio_sha256`` (the file's content), ``encoder`` (its identity), ``seco
 
 from __future__ import annotations
 
-import hashlib
 import os
 import time
 from datetime import UTC, datetime
 from pathlib import Path
 
-from tqdm import tqdm
-
 from llmrec.config import Config
 from llmrec.data.types import Dataset, Item
+from llmrec.encoders.media_file import DEFAULT_MAX_BYTES, open_media, sha256_of
 from llmrec.errors import AudioError, StoreError
 from llmrec.ingest_images import (
     FAILURES_FILE,
+    MEDIA_CHUNK,
+    ItemTally,
     _append_failures,
     _rewrite_failures,
     encode_isolating,
     read_failures,
     remove_vectors,
-    set_text_field,
     sync_text_field,
+    write_item,
 )
 
 AUDIO_KIND = "audio"
@@ -70,20 +78,22 @@ class AudioPipeline:
         self.encoder_id = self.encoder.identity()["id"]
 
 
-def audio_sha256(path: str | os.PathLike) -> str:
-    """The sha256 of a file's bytes (hex). Raises: AudioError (missing, a directory, unreadable), naming it."""
-    h = hashlib.sha256()
-    try:
-        with open(path, "rb") as f:
-            for block in iter(lambda: f.read(1 << 20), b""):
-                h.update(block)
-    except FileNotFoundError:
-        raise AudioError(path, "no such file") from None
-    except IsADirectoryError:
-        raise AudioError(path, "is a directory, not an audio file") from None
-    except OSError as e:
-        raise AudioError(path, f"cannot read the file: {e.strerror or e}") from None
-    return h.hexdigest()
+def audio_sha256(path: str | os.PathLike, max_bytes: int = DEFAULT_MAX_BYTES) -> str:
+    """The sha256 of an audio file's bytes (hex), once the file is known to be audio.
+
+    The path is ``stat``-ed before it is opened (:func:`~llmrec.encoders.media_file.open_media`),
+    then its header is checked (:func:`~llmrec.encoders.audio_io.check_audio_header`), then it is
+    hashed: a device, FIFO, oversized file or non-audio file is refused before it is hashed.
+
+    Raises:
+        AudioError: naming the file: missing, a directory, not a regular file, over ``max_bytes``
+            (config ``media_max_bytes``), unreadable, empty, or not audio libsndfile recognises.
+    """
+    from llmrec.encoders.audio_io import check_audio_header
+
+    with open_media(path, max_bytes, AudioError, "audio") as f:
+        check_audio_header(f, path)
+        return sha256_of(f, path, max_bytes, AudioError)
 
 
 def _failure(item: Item, stage: str, err: BaseException) -> dict:
@@ -117,11 +127,11 @@ def ingest_audio(cfg: Config, dataset: Dataset, out: Path, text_store, pipeline:
     with_audio = [it for it in dataset.items if it.audio]
     empty = {"audio": 0, "audio_encoded": 0, "audio_unchanged": 0, "audio_failed": 0, "audio_removed": 0,
              "audio_in_store": 0, "audio_failures": [], "audio_wall_seconds": 0.0}
-    if not with_audio and AUDIO_KIND not in kinds(out, cfg.chroma_host, cfg.chroma_port):
+    if not with_audio and AUDIO_KIND not in kinds(out, cfg.chroma_host, cfg.chroma_port, cfg.chroma_timeout_s):
         return empty
     if with_audio and pipeline is None:
         raise ValueError("items name audio files: ingest_audio needs their AudioPipeline")
-    store = ItemStore(out, AUDIO_KIND, cfg.chroma_host, cfg.chroma_port)
+    store = ItemStore(out, AUDIO_KIND, cfg.chroma_host, cfg.chroma_port, cfg.chroma_timeout_s)
     if pipeline is not None and store.dim() not in (None, pipeline.encoder.dim):
         raise StoreError(f"audio encoder dimension {pipeline.encoder.dim} does not match the audio collection "
                          f"of {out} (dimension {store.dim()})")
@@ -133,7 +143,7 @@ def ingest_audio(cfg: Config, dataset: Dataset, out: Path, text_store, pipeline:
     todo: list[tuple[Item, str]] = []
     for it in with_audio:
         try:
-            sha = audio_sha256(it.audio)
+            sha = audio_sha256(it.audio, cfg.media_max_bytes)
         except AudioError as e:
             failures.append(_failure(it, "load", e))
             continue
@@ -149,52 +159,41 @@ def ingest_audio(cfg: Config, dataset: Dataset, out: Path, text_store, pipeline:
             f"(of {len(with_audio)} items with audio)")
 
     embed_s = transcribe_s = decoded = 0.0
-    encoded = done = 0
-    bar = tqdm(total=len(todo), desc="audio: embed+transcribe", unit="clip", disable=not todo)
+    encoded = 0
+    tally = ItemTally(store, text_store, "transcript", failures_path, stored, len(todo), "audio: embed+transcribe",
+                      "clip", progress)
+    step = min(cfg.encode_batch_size, MEDIA_CHUNK)
     try:
-        for s in range(0, len(todo), cfg.encode_batch_size):
-            loaded, chunk_failures = [], []
-            for it, sha in todo[s:s + cfg.encode_batch_size]:
+        for s in range(0, len(todo), step):
+            loaded = []
+            for it, sha in todo[s:s + step]:
                 try:
-                    loaded.append((it, sha, check_not_silent(load_audio(it.audio, cfg.audio_max_seconds), it.audio)))
+                    clip = load_audio(it.audio, cfg.audio_max_seconds, cfg.media_max_bytes)
+                    loaded.append((it, sha, check_not_silent(clip, it.audio)))
                 except Exception as e:  # noqa: BLE001 - one bad file never stops the ingest
-                    chunk_failures.append(_failure(it, "load", e))
+                    tally.fail(_failure(it, "load", e))
             t = time.time()
             vecs, ok, enc_failures = _embed(pipeline.encoder, loaded)
             embed_s += time.time() - t
-            chunk_failures += enc_failures
-            metas = []
-            for it, sha, clip in ok:
+            for f in enc_failures:
+                tally.fail(f)
+            for (it, sha, clip), vec in zip(ok, vecs, strict=True):
                 t = time.time()
-                try:
-                    transcript = pipeline.encoder.transcribe([clip])[0]
-                except Exception as e:  # noqa: BLE001 - a transcript failure keeps the vector
-                    transcript = None
-                    chunk_failures.append(_failure(it, "transcribe", e))
+                transcript, failure = _transcribe(pipeline.encoder, it, clip)
                 transcribe_s += time.time() - t
                 decoded += clip.seconds
-                metas.append({"title": it.title, "audio": it.audio, "audio_sha256": sha, "encoder": pipeline.encoder_id,
-                              "transcript": transcript, "seconds": round(clip.seconds, 3), "source_rate": clip.source_rate,
-                              "channels": clip.channels, "audio_truncated": clip.truncated})
-            ids = [it.id for it, _, _ in ok]
-            if ids:
-                store.upsert(ids, vecs, metas)
-                lost = [i for i, m in zip(ids, metas, strict=True) if m["transcript"] is None]
-                if lost:  # upserts merge metadata: an earlier transcript would stay
-                    store.update_metadata(lost, [{"transcript": None}] * len(lost))
-                set_text_field(text_store, "transcript", {i: m["transcript"] for i, m in zip(ids, metas, strict=True)})
-            encoded += len(ids)
-            failed_ids = {f["item"] for f in chunk_failures if f["stage"] != "transcribe"}
-            removed += remove_vectors(store, text_store, "transcript", [i for i in failed_ids if i in stored])
-            _append_failures(failures_path, chunk_failures)
-            failures += chunk_failures
-            for _ in todo[s:s + cfg.encode_batch_size]:  # every item of the chunk is processed (written or failed)
-                bar.update(1)
-                done += 1
-                if progress is not None:
-                    progress(done, len(todo))
+                meta = {"title": it.title, "audio": it.audio, "audio_sha256": sha, "encoder": pipeline.encoder_id,
+                        "transcript": transcript, "seconds": round(clip.seconds, 3), "source_rate": clip.source_rate,
+                        "channels": clip.channels, "audio_truncated": clip.truncated}
+                write_item(store, text_store, "transcript", it.id, vec, meta)
+                encoded += 1
+                if failure:
+                    tally.record(failure)
+                tally.tick()
     finally:
-        bar.close()
+        tally.close()
+    failures += tally.failures
+    removed += tally.removed
     sync_text_field(store, text_store, "transcript", [it.id for it in with_audio])
     ids = {it.id for it in dataset.items}
     keep = [r for r in read_failures(failures_path) if r.get("kind") != AUDIO_KIND or r.get("item") not in ids]
@@ -212,3 +211,12 @@ def ingest_audio(cfg: Config, dataset: Dataset, out: Path, text_store, pipeline:
 def _embed(encoder, loaded):
     """:func:`~llmrec.ingest_images.encode_isolating` with the audio encoder."""
     return encode_isolating(encoder.embed, encoder.dim, loaded, _failure)
+
+
+def _transcribe(encoder, item: Item, clip) -> tuple[str | None, dict | None]:
+    """One embedded clip's transcript: ``(text, None)`` (``""``: no speech), or ``(None, failure
+    record)`` when transcription fails (the vector is kept)."""
+    try:
+        return encoder.transcribe([clip])[0], None
+    except Exception as e:  # noqa: BLE001 - a transcript failure keeps the vector
+        return None, _failure(item, "transcribe", e)

@@ -24,6 +24,7 @@ from pathlib import Path
 
 from llmrec.data.types import Interaction, item_key
 from llmrec.errors import StoreError
+from llmrec.store import StoreUnavailableError, as_store_client
 
 INTERACTIONS_FILE = "interactions.csv"
 INTERACTIONS_COLLECTION = "interactions"
@@ -167,18 +168,20 @@ class ChromaInteractions(InteractionStore):
     """The ``interactions`` collection of a Chroma client (a server's, for shared state).
 
     Args:
-        client: a ``chromadb`` client (see :func:`llmrec.store.open_client`).
+        client: a :class:`llmrec.store.StoreClient` (see :func:`llmrec.store.open_client`; its calls
+            time out and raise typed errors) or a bare ``chromadb`` client.
         where: its location, for messages (e.g. ``host:port``).
+    Raises:
+        StoreUnavailableError: the server does not answer within its timeout, or is gone (here and
+            in every method; see :func:`llmrec.store.chroma_call`).
+        StoreError: the collection cannot be opened otherwise.
     """
 
     def __init__(self, client, where: str = "chroma"):
-        self.client = client
+        self.client = as_store_client(client)
         self.where = f"{where}/{INTERACTIONS_COLLECTION}"
-        try:
-            self.collection = client.get_or_create_collection(INTERACTIONS_COLLECTION, embedding_function=None)
-        except Exception as e:  # httpx, chromadb errors
-            raise StoreError(f"cannot open the interactions collection at {self.where}: {e}") from e
-        self.step = max(1, int(client.get_max_batch_size()))
+        self.collection = self.client.get_or_create_collection(INTERACTIONS_COLLECTION, embedding_function=None)
+        self.step = max(1, self.client.get_max_batch_size())
 
     def count(self) -> int:
         """How many interactions are stored (one server call)."""
@@ -189,18 +192,13 @@ class ChromaInteractions(InteractionStore):
         A read while another process adds may miss some of its rows (pages shift); that ingest's
         change stamp, renewed after it, makes a :class:`~llmrec.recommender.Recommender` read again."""
         out, off = {}, 0
-        try:
-            while True:
-                got = self.collection.get(limit=self.step, offset=off, include=["metadatas"])
-                for i, m in zip(got["ids"], got["metadatas"], strict=True):
-                    out[i] = self._row(i, m or {})
-                off += len(got["ids"])
-                if len(got["ids"]) < self.step:
-                    break
-        except StoreError:
-            raise
-        except Exception as e:
-            raise StoreError(f"cannot read the interactions at {self.where}: {e}") from e
+        while True:  # the collection's calls raise StoreError naming the server (llmrec.store.chroma_call)
+            got = self.collection.get(limit=self.step, offset=off, include=["metadatas"])
+            for i, m in zip(got["ids"], got["metadatas"], strict=True):
+                out[i] = self._row(i, m or {})
+            off += len(got["ids"])
+            if len(got["ids"]) < self.step:
+                break
         return canonical_order(list(out.values()))
 
     def _row(self, rid: str, m: dict) -> Interaction:
@@ -237,7 +235,9 @@ class ChromaInteractions(InteractionStore):
                         metadatas=[{"user_id": r.user, "item_id": r.item, "timestamp": float(r.timestamp),
                                     **({} if r.rating is None else {"rating": float(r.rating)})} for _, r in todo])
             return added, self.count()
-        except Exception as e:
+        except StoreUnavailableError:
+            raise  # the ingest adds what to do (see llmrec.ingest)
+        except StoreError as e:
             raise StoreError(f"cannot write the interactions at {self.where}: {e} (those already stored are "
                              "kept; ingest again to add the rest)") from e
 
@@ -248,11 +248,13 @@ def open_interactions(cfg, path: str | Path | None = None, client=None) -> Inter
     :class:`CsvInteractions` at ``{path or cfg.store_dir()}/interactions.csv``.
 
     Raises:
-        StoreError: the Chroma server cannot be reached (host and port named).
+        StoreUnavailableError: the Chroma server does not answer within ``chroma_timeout_s`` or is not
+            there (host and port named).
     """
     from llmrec.store import open_client
 
     if cfg.chroma_host:
-        client = client if client is not None else open_client(None, cfg.chroma_host, cfg.chroma_port)
+        client = client if client is not None else open_client(None, cfg.chroma_host, cfg.chroma_port,
+                                                               cfg.chroma_timeout_s)
         return ChromaInteractions(client, f"{cfg.chroma_host}:{cfg.chroma_port}")
     return CsvInteractions(Path(path or cfg.store_dir()) / INTERACTIONS_FILE)

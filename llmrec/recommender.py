@@ -181,15 +181,17 @@ class Recommender:
         return cls._open(cfg)
 
     @classmethod
-    def _open(cls, cfg: Config) -> Recommender:
+    def _open(cls, cfg: Config, reopen: bool = False) -> Recommender:
+        """Read the store into a new Recommender. ``reopen``: an embedded store through a new client
+        state (after another process wrote: see :func:`llmrec.store.open_client`)."""
         from llmrec.store import ChangeStamp, ItemStore
 
         path = cfg.store_dir()
         if cfg.chroma_host is None and not (path / "chroma.sqlite3").is_file():
             raise StoreError(f"no store at {path}: run `llmrec ingest` first")
-        store = ItemStore(path, "text", cfg.chroma_host, cfg.chroma_port)
-        stamp_src = ChangeStamp(store.client) if cfg.chroma_host else None
-        stamp = stamp_src.read() if stamp_src else None  # read first: a write while we load shows at the next check
+        store = ItemStore(path, "text", cfg.chroma_host, cfg.chroma_port, cfg.chroma_timeout_s, reopen=reopen)
+        stamp_src = ChangeStamp(store.client)
+        stamp = stamp_src.read()  # read first: a write while we load shows at the next check
         ids, vecs, metas = store.matrix()
         if not ids:
             where = f"{cfg.chroma_host}:{cfg.chroma_port}" if cfg.chroma_host else str(path)
@@ -200,13 +202,15 @@ class Recommender:
         return rec
 
     def refresh(self, force: bool = False) -> bool:
-        """With ``chroma_host``: reload the items and interactions when the server's change stamp
-        (:class:`llmrec.store.ChangeStamp`, renewed by every ``llmrec ingest`` that writes, from any
-        process) differs from the one this Recommender loaded under. Called before each
-        :meth:`recommend` and :meth:`history_of`; checks at most every ``chroma_recheck_s`` seconds
-        (0: every call; ``force``: now). The check is one small request (about 3 ms against a local
-        ``chroma run``); a reload costs a full :meth:`load` (the LLM and the trained ranker are kept).
-        A no-op (False) for an embedded store or a Recommender not made by :meth:`load`.
+        """Reload the items and interactions when the store's change stamp
+        (:class:`llmrec.store.ChangeStamp`: the server's with ``chroma_host``, else the embedded
+        store's; renewed by every ``llmrec ingest`` that writes, from any process) differs from the
+        one this Recommender loaded under. Called before each :meth:`recommend` and
+        :meth:`history_of`; checks at most every ``chroma_recheck_s`` seconds (0: every call;
+        ``force``: now). The check is one small read (about 3 ms against a local ``chroma run``,
+        under 1 ms embedded); a reload costs a full :meth:`load` (the LLM and the trained ranker are
+        kept; an embedded store is reopened, since chromadb's per-process client state does not
+        follow another process's new vectors). A no-op (False) for a Recommender not made by :meth:`load`.
 
         Not atomic against a :meth:`recommend` running in another thread: a server calls it (or
         serialises requests) so that no request is in flight while it reloads.
@@ -214,8 +218,10 @@ class Recommender:
         Returns:
             True when it reloaded.
         Raises:
-            StoreError: the server cannot be reached, or what it holds now cannot be loaded (the
-                Recommender then keeps its previous state).
+            StoreUnavailableError: (a :class:`StoreError`) the server does not answer within
+                ``chroma_timeout_s`` or is gone; the Recommender keeps its previous state.
+            StoreError: what the store holds now cannot be loaded (the Recommender then keeps its
+                previous state).
         """
         src = getattr(self, "_stamp_src", None)
         if src is None:
@@ -230,7 +236,7 @@ class Recommender:
         with self._refresh_lock:
             if self._stamp == seen:  # another thread reloaded meanwhile
                 return False
-            fresh = type(self)._open(self.cfg)
+            fresh = type(self)._open(self.cfg, reopen=True)
             keep = ("_backend", "_trained", "_refresh_lock")
             self.__dict__.update({k: v for k, v in fresh.__dict__.items() if k not in keep})
             self.__dict__.pop("_soft", None)  # the soft tokens' item vectors are re-read on next use

@@ -8,8 +8,14 @@ Ids are the catalog's item ids; metadata are the item's fields. Only our own emb
 ever written or queried (Chroma is never asked to embed text: offline it cannot).
 An embedded ``PersistentClient`` under the data directory by default; a Chroma server when
 ``chroma_host`` is configured. On a server the store also holds the interactions (collection
-``interactions``, :mod:`llmrec.interactions`) and a change stamp (:class:`ChangeStamp`, collection
-``llmrec_state``) that every ingest renews, so replicas notice each other's writes.
+``interactions``, :mod:`llmrec.interactions`). Both kinds hold a change stamp (:class:`ChangeStamp`,
+collection ``llmrec_state``) that every ingest that writes renews, so that a long-lived reader (a
+replica, ``llmrec serve``) notices another process's writes.
+
+Every Chroma call goes through :class:`StoreClient` / :class:`GuardedCollection`: a server's HTTP
+calls time out after ``timeout_s`` (config ``chroma_timeout_s``), and timeouts, broken connections
+and Chroma's own failures become :class:`StoreUnavailableError` / :class:`~llmrec.errors.StoreError`
+naming the server (or folder), what was being done and what to do.
 """
 
 from __future__ import annotations
@@ -18,7 +24,9 @@ import math
 import re
 import time
 import uuid
+import warnings
 from collections import Counter
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -28,6 +36,8 @@ from llmrec.errors import StoreError
 
 _INT64 = (-(2**63), 2**63 - 1)
 _KIND = re.compile(r"[A-Za-z0-9_-]{1,100}")
+DEFAULT_TIMEOUT_S = 10.0
+"""Seconds one Chroma server call may take when no timeout is given (config ``chroma_timeout_s``'s default)."""
 
 
 def ensure_dir(path: Path) -> Path:
@@ -46,30 +56,209 @@ def ensure_dir(path: Path) -> Path:
     return path
 
 
-def open_client(path: Path | None, host: str | None, port: int = 8000):
-    """A ``chromadb`` client: ``HttpClient(host, port)`` when ``host`` is set, else an embedded
-    ``PersistentClient`` under ``path`` (created if missing); telemetry off.
+class StoreUnavailableError(StoreError):
+    """The store did not answer: a Chroma server that is down, unreachable, paused or slower than
+    ``chroma_timeout_s``, or whose connection broke during a call. Nothing already stored is lost;
+    the same call may succeed once the server is back.
+
+    Attributes:
+        where: ``the Chroma server at HOST:PORT`` (or ``the Chroma store at FOLDER``).
+        action: what was being done, e.g. ``writing collection 'items_text'``.
+        reason: what went wrong, e.g. ``no answer within 2 s (chroma_timeout_s)``.
+    """
+
+    def __init__(self, where: str, action: str, reason: str, advice: str):
+        self.where, self.action, self.reason = where, action, reason
+        super().__init__(f"{where} failed while {action}: {reason}; {advice}")
+
+
+@contextmanager
+def chroma_call(where: str, action: str, timeout_s: float | None = None):
+    """Run Chroma client calls in this block; their failures leave it as typed errors.
+
+    Args:
+        where: ``the Chroma server at HOST:PORT`` or ``the Chroma store at FOLDER``, for messages.
+        action: what the block does, for messages (``reading the change stamp``).
+        timeout_s: the HTTP timeout in force (seconds), for messages.
+    Raises:
+        StoreUnavailableError: an HTTP timeout (``httpx.TimeoutException``) or a transport failure
+            (``httpx.TransportError``: refused or reset connection, the server dying mid-response).
+        StoreError: any other failure of the client (Chroma's own errors, a server's 5xx, a damaged
+            embedded store); a :class:`StoreError` raised inside passes unchanged.
+    """
+    import httpx
+
+    try:
+        yield
+    except StoreError:
+        raise
+    except httpx.TimeoutException as e:
+        limit = f"{timeout_s:g} s" if timeout_s is not None else "the client's timeout"
+        raise StoreUnavailableError(
+            where, action, f"no answer within {limit} (chroma_timeout_s; {type(e).__name__})",
+            "check that the server is running and not paused or overloaded, then retry "
+            "(or raise chroma_timeout_s for a slow server)") from e
+    except httpx.TransportError as e:
+        raise StoreUnavailableError(where, action, f"{type(e).__name__}: {str(e).rstrip('.') or 'connection lost'}",
+                                    "check that the server is running and reachable, then retry") from e
+    except Exception as e:  # chromadb's errors (ChromaError, ValueError, httpx.HTTPStatusError, ...)
+        raise StoreError(f"{where} failed while {action}: {type(e).__name__}: {e}") from e
+
+
+class GuardedCollection:
+    """A ``chromadb`` collection whose calls raise :class:`StoreUnavailableError` / :class:`StoreError`
+    (see :func:`chroma_call`) instead of ``httpx`` or ``chromadb`` exceptions. The methods llmrec uses:
+    ``get``, ``upsert``, ``update``, ``delete``, ``count``, ``modify`` (the same arguments as chromadb's),
+    and ``name``, ``metadata``."""
+
+    def __init__(self, collection, client: StoreClient):
+        self.raw, self.client = collection, client
+        self.name = collection.name
+
+    @property
+    def metadata(self) -> dict | None:
+        return self.raw.metadata
+
+    def _call(self, verb: str, method: str, **kw):
+        with self.client.call(f"{verb} collection {self.name!r}"):
+            return getattr(self.raw, method)(**kw)
+
+    def get(self, **kw) -> dict:
+        return self._call("reading", "get", **kw)
+
+    def count(self) -> int:
+        return self._call("counting", "count")
+
+    def upsert(self, **kw) -> None:
+        self._call("writing", "upsert", **kw)
+
+    def update(self, **kw) -> None:
+        self._call("writing", "update", **kw)
+
+    def delete(self, **kw) -> None:
+        self._call("deleting from", "delete", **kw)
+
+    def modify(self, **kw) -> None:
+        self._call("writing", "modify", **kw)
+
+
+class StoreClient:
+    """A ``chromadb`` client (``raw``) whose calls raise typed errors (:func:`chroma_call`).
+
+    Attributes:
+        raw: the ``chromadb`` client. where: ``the Chroma server at HOST:PORT`` or
+            ``the Chroma store at FOLDER``. timeout_s: a server's HTTP timeout (None: embedded).
+    """
+
+    def __init__(self, raw, where: str, timeout_s: float | None = None):
+        self.raw, self.where, self.timeout_s = raw, where, timeout_s
+
+    def call(self, action: str):
+        """:func:`chroma_call` for this client: ``with client.call("reading ..."): ...``."""
+        return chroma_call(self.where, action, self.timeout_s)
+
+    def get_or_create_collection(self, name: str, **kw) -> GuardedCollection:
+        with self.call(f"opening collection {name!r}"):
+            return GuardedCollection(self.raw.get_or_create_collection(name, **kw), self)
+
+    def get_collection(self, name: str) -> GuardedCollection | None:
+        """The collection ``name``, None when the store has none of that name."""
+        from chromadb.errors import NotFoundError
+
+        with self.call(f"opening collection {name!r}"):
+            try:
+                return GuardedCollection(self.raw.get_collection(name), self)
+            except NotFoundError:
+                return None
+
+    def list_collections(self) -> list[str]:
+        """The names of the store's collections."""
+        with self.call("listing the collections"):
+            return [c if isinstance(c, str) else c.name for c in self.raw.list_collections()]
+
+    def get_max_batch_size(self) -> int:
+        with self.call("asking the batch size"):
+            return int(self.raw.get_max_batch_size())
+
+
+def as_store_client(client) -> StoreClient:
+    """``client`` as a :class:`StoreClient` (a bare ``chromadb`` client is wrapped; messages call it
+    ``the Chroma store``)."""
+    return client if isinstance(client, StoreClient) else StoreClient(client, "the Chroma store")
+
+
+def _heartbeat(host: str, port: int, timeout_s: float) -> None:
+    """One ``GET /api/v2/heartbeat`` under ``timeout_s``: ``chromadb.HttpClient`` makes its first calls
+    before its timeout can be set, so an unreachable or paused server is found here instead.
 
     Raises:
-        StoreError: the server cannot be reached (host and port named), or the folder cannot be
-            created or opened (named), or neither ``host`` nor ``path`` is given.
+        StoreUnavailableError: no answer in time, or no server there."""
+    import httpx
+
+    with chroma_call(f"the Chroma server at {host}:{port}", "connecting", timeout_s):
+        r = httpx.get(f"http://{host}:{port}/api/v2/heartbeat", timeout=timeout_s)
+        if r.status_code >= 500:
+            raise httpx.RemoteProtocolError(f"heartbeat answered HTTP {r.status_code}")
+
+
+def _set_timeout(raw, timeout_s: float) -> None:
+    """Put ``timeout_s`` on an ``HttpClient``'s ``httpx`` session (chromadb 1.x builds it with none and
+    has no setting for it). Warns when this chromadb keeps its session elsewhere."""
+    import httpx
+
+    session = getattr(getattr(raw, "_server", None), "_session", None)
+    if not isinstance(session, httpx.Client):
+        warnings.warn("this chromadb's HttpClient has no httpx session where llmrec looks for it: Chroma calls "
+                      "run without chroma_timeout_s", RuntimeWarning, stacklevel=3)
+        return
+    session.timeout = httpx.Timeout(timeout_s)
+
+
+def _forget_embedded(path: Path) -> None:
+    """Make the next ``PersistentClient`` on ``path`` a new one. chromadb keeps one client state per
+    folder per process, whose vector cache does not follow other processes' writes (reading their
+    new items' vectors fails with ``Error finding id``); clients already open keep the old state."""
+    from chromadb.api.shared_system_client import SharedSystemClient
+
+    SharedSystemClient._identifier_to_system.pop(str(path), None)
+
+
+def open_client(path: Path | None, host: str | None, port: int = 8000, timeout_s: float = DEFAULT_TIMEOUT_S,
+                reopen: bool = False) -> StoreClient:
+    """A :class:`StoreClient`: over ``chromadb.HttpClient(host, port)`` when ``host`` is set, every HTTP
+    call under ``timeout_s`` seconds (connect and read; config ``chroma_timeout_s``); else over an
+    embedded ``PersistentClient`` under ``path`` (created if missing). Telemetry off.
+
+    Args:
+        reopen: embedded only: a new client state rather than the one this process already keeps for
+            ``path`` (see :func:`_forget_embedded`): what a reader does after another process wrote.
+    Raises:
+        StoreUnavailableError: the server does not answer within ``timeout_s`` or is not there (host
+            and port named).
+        StoreError: the server refuses the client, or the folder cannot be created or opened
+            (named), or neither ``host`` nor ``path`` is given.
     """
     import chromadb
     from chromadb.config import Settings
 
     settings = Settings(anonymized_telemetry=False)
     if host:
-        try:
-            return chromadb.HttpClient(host=host, port=port, settings=settings)
-        except Exception as e:  # chromadb raises ValueError, httpx errors, ...
-            raise StoreError(f"cannot reach the Chroma server at {host}:{port}: {e}") from e
+        where = f"the Chroma server at {host}:{port}"
+        _heartbeat(host, port, timeout_s)
+        with chroma_call(where, "connecting", timeout_s):
+            raw = chromadb.HttpClient(host=host, port=port, settings=settings)
+        _set_timeout(raw, timeout_s)
+        return StoreClient(raw, where, timeout_s)
     if path is None:
         raise StoreError("an embedded store needs a data directory")
     ensure_dir(path)
+    if reopen:
+        _forget_embedded(path)
     try:
-        return chromadb.PersistentClient(path=str(path), settings=settings)
+        raw = chromadb.PersistentClient(path=str(path), settings=settings)
     except Exception as e:
         raise StoreError(f"cannot open the Chroma store at {path}: {e}") from e
+    return StoreClient(raw, f"the Chroma store at {path}")
 
 
 def _check_id(i) -> str:
@@ -116,11 +305,14 @@ def collection_name(kind: str) -> str:
 _client = open_client  # the former private name
 
 
-def kinds(path: str | Path | None, host: str | None = None, port: int = 8000) -> list[str]:
-    """The vector kinds that have a collection in the store (sorted), e.g. ``["image", "text"]``."""
-    client = open_client(Path(path) if path else None, host, port)
-    names = [c if isinstance(c, str) else c.name for c in client.list_collections()]
-    return sorted(n[len("items_"):] for n in names if n.startswith("items_"))
+def kinds(path: str | Path | None, host: str | None = None, port: int = 8000,
+          timeout_s: float = DEFAULT_TIMEOUT_S) -> list[str]:
+    """The vector kinds that have a collection in the store (sorted), e.g. ``["image", "text"]``.
+
+    Raises:
+        StoreError: as :func:`open_client`."""
+    client = open_client(Path(path) if path else None, host, port, timeout_s)
+    return sorted(n[len("items_"):] for n in client.list_collections() if n.startswith("items_"))
 
 
 class ItemStore:
@@ -130,10 +322,16 @@ class ItemStore:
         path: folder of the embedded store (ignored with ``host``).
         kind: the vector kind, e.g. ``text``; the collection is named ``items_{kind}``.
         host, port: a Chroma server instead of the embedded store.
+        timeout_s: seconds one server call may take (config ``chroma_timeout_s``).
+        reopen: see :func:`open_client`.
+    Raises:
+        StoreError: as :func:`open_client`; every method raises :class:`StoreUnavailableError` when
+            the server times out or its connection fails, :class:`StoreError` for other failures.
     """
 
-    def __init__(self, path: str | Path | None, kind: str = "text", host: str | None = None, port: int = 8000):
-        self.client = open_client(Path(path) if path else None, host, port)
+    def __init__(self, path: str | Path | None, kind: str = "text", host: str | None = None, port: int = 8000,
+                 timeout_s: float = DEFAULT_TIMEOUT_S, reopen: bool = False):
+        self.client = open_client(Path(path) if path else None, host, port, timeout_s, reopen)
         self.kind = kind
         self.name = collection_name(kind)
         self.collection = self.client.get_or_create_collection(
@@ -296,36 +494,47 @@ class ChangeStamp:
     """The store's change stamp: one record in the collection ``llmrec_state`` whose metadata
     ``stamp`` (a random 32-hex token) every ingest that writes renews (:meth:`bump`), and whose
     ``at`` is the time of that write (seconds since the epoch). A reader that remembers the stamp
-    it loaded under knows the store changed when :meth:`read` differs: one small ``get``
-    (about 3 ms against a local ``chroma run``, see README). A random token, not a counter: two
-    writers on different machines never need to agree on the next value.
+    it loaded under knows the store changed when :meth:`read` differs: one small ``get`` (about
+    3 ms against a local ``chroma run``, under 1 ms embedded; see README). A random token, not a
+    counter: two writers on different machines never need to agree on the next value.
+
+    The same on a server and in an embedded store: an embedded reader's long-lived client does see
+    another process's stamp (it is read from the store's sqlite file), though not that process's new
+    vectors (see :func:`open_client`'s ``reopen``). Reading never creates the collection (a store
+    ingested before stamps existed, or a read-only one, reads None until an ingest bumps).
 
     Args:
-        client: a ``chromadb`` client (:func:`open_client`).
-    Raises:
-        StoreError: the collection cannot be opened (the server is unreachable).
+        client: a :class:`StoreClient` (:func:`open_client`) or a bare ``chromadb`` client.
     """
 
     def __init__(self, client):
-        try:
-            self.collection = client.get_or_create_collection(STATE_COLLECTION, embedding_function=None)
-        except Exception as e:
-            raise StoreError(f"cannot open the store's state collection {STATE_COLLECTION!r}: {e}") from e
+        self.client = as_store_client(client)
+        self.collection: GuardedCollection | None = None
 
     def read(self) -> str | None:
         """The current stamp (None: no ingest has written since the stamp was introduced).
 
         Raises:
-            StoreError: the server cannot be reached."""
-        try:
-            got = self.collection.get(ids=[_STAMP_ID], include=["metadatas"])
-        except Exception as e:
-            raise StoreError(f"cannot read the store's change stamp: {e}") from e
+            StoreUnavailableError: the server does not answer within its timeout, or is gone.
+            StoreError: the store fails otherwise."""
+        if self.collection is None:
+            self.collection = self.client.get_collection(STATE_COLLECTION)
+            if self.collection is None:
+                return None
+        with self.client.call("reading the change stamp"):
+            got = self.collection.raw.get(ids=[_STAMP_ID], include=["metadatas"])
         metas = got.get("metadatas") or []
         return str((metas[0] or {}).get("stamp")) if metas else None
 
     def bump(self) -> str:
-        """Renew the stamp; returns the new one."""
+        """Renew the stamp; returns the new one.
+
+        Raises:
+            StoreUnavailableError, StoreError: as :meth:`read`."""
+        if self.collection is None:
+            self.collection = self.client.get_or_create_collection(STATE_COLLECTION, embedding_function=None)
         stamp = uuid.uuid4().hex
-        self.collection.upsert(ids=[_STAMP_ID], embeddings=[[1.0]], metadatas=[{"stamp": stamp, "at": time.time()}])
+        with self.client.call("renewing the change stamp"):
+            self.collection.raw.upsert(ids=[_STAMP_ID], embeddings=[[1.0]],
+                                       metadatas=[{"stamp": stamp, "at": time.time()}])
         return stamp

@@ -1,15 +1,18 @@
 """A real `chroma run` server for tests (127.0.0.1, a free port, telemetry off), shared by
-tests/test_shared_state.py and tests/serve/test_serve_replicas.py."""
+tests/test_shared_state.py, tests/test_store_faults.py and tests/serve/test_serve_replicas.py."""
 
 from __future__ import annotations
 
 import os
 import shutil
+import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 import urllib.request
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -66,3 +69,21 @@ class ChromaServer:
             self.proc.kill()
             self.proc.wait()
         self.proc = None
+
+    @contextmanager
+    def paused(self, at_most_s: float):
+        """The server stopped (SIGSTOP: its socket still accepts connections, nothing answers) inside
+        the block, resumed (SIGCONT) on leaving it, and after ``at_most_s`` seconds at the latest,
+        so that a client without a timeout blocks only that long (the test then fails on time)."""
+        os.kill(self.proc.pid, signal.SIGSTOP)
+        guard = threading.Timer(at_most_s, self.resume)
+        guard.start()
+        try:
+            yield
+        finally:
+            guard.cancel()
+            self.resume()
+
+    def resume(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            os.kill(self.proc.pid, signal.SIGCONT)

@@ -158,7 +158,7 @@ def test_resume_after_keyboard_interrupt(full, cfg, catalog, tmp_path):
         ingest(c, ds, log=lambda *_: None, progress=interrupt)
     assert seen[-1] == (7, N_GOOD + 1)  # the missing file is known before encoding; the corrupt one is not
     partial = _image_state(c.data_dir)[0]
-    assert 0 < len(partial) < N_GOOD  # the first batches were written, the one in progress was not
+    assert len(partial) == 6  # each item is written when done: all 7 processed, less the corrupt one
     resumed = ingest(c, ds, log=lambda *_: None)
     assert resumed["images_unchanged"] == len(partial)
     assert resumed["images_encoded"] == N_GOOD - len(partial)
@@ -195,6 +195,48 @@ def test_resume_after_a_kill(full, cfg, catalog, tmp_path):
     resumed = ingest(cfg.replace(data_dir=store), load_catalog(catalog)[0], log=lambda *_: None)
     assert resumed["images_unchanged"] == len(partial) and resumed["images_in_store"] == N_GOOD
     _same_as_full(full, store)
+
+
+PER_ITEM_KILLER = """
+import os, signal, sys
+from llmrec.config import Config
+from llmrec.data.catalog import load_catalog
+from llmrec.ingest import ingest
+
+cfg = Config.load(env={}, overrides={"data_dir": sys.argv[2], "encode_batch_size": 8, "threads": 1,
+                                     "home": sys.argv[3], "image_captioner": "labels"})
+ds, _ = load_catalog(sys.argv[1])
+
+def kill(done, total):
+    print("progress", done, total, flush=True)
+    if done == int(sys.argv[4]):
+        os.kill(os.getpid(), signal.SIGKILL)
+
+ingest(cfg, ds, log=lambda *_: None, progress=kill)
+"""
+
+
+def test_a_kill_mid_batch_loses_no_finished_item(cfg, catalog, tmp_path):
+    """SIGKILL after the 5th of a batch of 8 items is processed: those 5 (less the corrupt file among
+    them) are in the store, and a rerun encodes only the rest (its progress total and manifest)."""
+    store, kill_at = tmp_path / "killed", 5
+    proc = subprocess.run([sys.executable, "-c", PER_ITEM_KILLER, str(catalog), str(store), str(cfg.home),
+                           str(kill_at)], capture_output=True, text=True, env={**os.environ, "OMP_NUM_THREADS": "1"},
+                          timeout=300)
+    assert proc.returncode == -9, proc.stderr[-2000:]
+    ticks = [tuple(map(int, line.split()[1:])) for line in proc.stdout.splitlines() if line.startswith("progress")]
+    assert ticks[-1] == (kill_at, N_GOOD + 1)  # to do: the good posters and the corrupt file
+    partial = set(_image_state(store)[0])
+    assert len(partial) == kill_at - 1 and partial <= {i for i, _ in GOOD}  # the corrupt file is among the 5
+    failed = {f["item"] for f in read_failures(store / FAILURES_FILE)}
+    assert failed == {"5", "1"}  # the missing file (before encoding) and the corrupt one, recorded at once
+    seen = []
+    c = cfg.replace(data_dir=store, image_captioner="labels")
+    resumed = ingest(c, load_catalog(catalog)[0], log=lambda *_: None, progress=lambda d, t: seen.append((d, t)))
+    assert seen[-1] == (N_GOOD + 1 - len(partial),) * 2  # only the rest was processed
+    manifest = json.loads((store / "manifest.json").read_text())
+    assert manifest["images_encoded"] == resumed["images_encoded"] == N_GOOD - len(partial)
+    assert manifest["images_unchanged"] == len(partial) and manifest["images_in_store"] == N_GOOD
 
 
 def test_changed_and_removed_images(cfg, catalog, tmp_path):

@@ -13,7 +13,11 @@ encoding of the query text plus ``"Genres: ..."`` for the genres asked for (item
 ``"Title. Genres: ..."``), minus half the encoding of the negated words ("gory"), normalised;
 ``recommend`` blends its cosine to the items into the retriever's candidate scores (weight
 ``query_weight``, see its docstring). A genre said to be avoided ("no horror") excludes that genre's
-items. Reply texts are composed by templates here.
+items. Reply texts are composed by templates here; every catalog title, item id and user text
+they repeat is shown through :func:`llmrec.text_safety.display_text` (one line, no terminal control
+or bidi character, titles cut at config ``title_max_chars``), while ``Reply.items`` and
+``Reply.meta`` keep the raw data. A title that several distinct items share is asked back, listing
+them with their year and id; the answer ("the 1999 one", "id 42", "the second") picks one.
 
 One optional LLM step (config ``chat_llm_intent``, off by default): a message the parser finds
 nothing in but a free-text query goes to :func:`llmrec.agent.intent.choose_intent`, which picks its
@@ -38,11 +42,15 @@ from llmrec.agent.titles import Resolution, TitleIndex, year_of
 from llmrec.data.types import Item
 from llmrec.errors import ConfigError, ModelError, RequestError, UnknownUserError
 from llmrec.recommender import Recommendation, Recommender
+from llmrec.text_safety import display_text
 
 NEGATIVE_WEIGHT = 0.5
 """Share of the negated words' encoding subtracted from the query vector."""
 _CANCEL = re.compile(r"\s*(?:none|neither|no|nope|never\s*mind|forget\s+it|cancel|skip\s+it)\b", re.I)
 _YEAR = re.compile(r"\b(?:18|19|20)\d\d\b")
+_ID_ANSWER = re.compile(r"\s*(?:(?:the\s+one\s+with\s+)?(?:item\s+)?id\b\s*[:#]?|#)\s*(.+?)[\s.!]*", re.I)
+QUESTION_MAX = 10
+"""At most this many candidates are listed in a question (any of them may still be named by id)."""
 _ENCODERS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
 
@@ -108,6 +116,7 @@ class ChatSession:
             raise RequestError(f"page_size must be an integer >= 1, got {page_size!r}")
         self.rec = recommender
         self.index = TitleIndex(recommender.items)
+        self.title_max_chars = int(recommender.cfg.title_max_chars)
         self.page_size = page_size or recommender.cfg.k
         self.query_weight = query_weight
         self.by_genre: dict[str, set[str]] = {}
@@ -188,7 +197,7 @@ class ChatSession:
             old = set(self.rec.history_of(self.profile.user)) if self.profile.user else set()
             self.profile.user = p.user  # another user replaces the previous one's history
             self.profile.liked = list(dict.fromkeys(hist + [i for i in self.profile.liked if i not in old]))
-            notes.append(f"Hello, user {p.user}: I'll start from the {len(hist)} movies you rated.")
+            notes.append(f"Hello, user {self._show(p.user)}: I'll start from the {len(hist)} movies you rated.")
             changed = True
         for action, refs in (("like", p.liked), ("dislike", p.disliked), ("exclude", p.excluded),
                              ("more_like", p.more_like)):
@@ -196,10 +205,10 @@ class ChatSession:
                 item = self._item(ref, action, notes, meta)
                 if item is not None:
                     self._apply(action, item, notes)
-                    liked += [item.title] if action == "like" else []
+                    liked += [self._show(item.title)] if action == "like" else []
                     changed |= action != "exclude"
                     if action == "more_like":
-                        intro = f"More like {item.title}:"
+                        intro = f"More like {self._show(item.title)}:"
         if p.query or p.genres or p.avoid_genres:
             self.profile.query, self.profile.avoid_terms = p.query, list(p.avoid_terms)
             self.profile.genres, self.profile.avoid_genres = list(p.genres), list(p.avoid_genres)
@@ -264,22 +273,51 @@ class ChatSession:
                                      "as": action})
             self.profile.excluded.update(d.id for d in res.duplicates)  # the same film listed twice
             if res.how != "exact":
-                notes.append(f'I took "{text}" as {res.item.title}.')
+                notes.append(f'I took "{self._show(text)}" as {self._show(res.item.title)}.')
             return res.item
         meta.setdefault("unresolved", []).append({"text": text, "kind": res.kind,
                                                   "candidates": [c.id for c in res.candidates]})
         if not res.candidates:
-            notes.append(f'I could not find "{text}" in the catalog.')
+            notes.append(f'I could not find "{self._show(text)}" in the catalog.')
             return None
-        names = _join([c.title for c in res.candidates], "or")
-        if res.kind == "ambiguous":
-            years = [year_of(c) for c in res.candidates]
-            hint = f' (say the year, e.g. "the {years[-1]} one")' if None not in years and len(set(years)) == len(years) else ""
-            q = f'Which "{text}" do you mean: {names}?{hint}'
-        else:
-            q = f'I could not find "{text}" in the catalog. Did you mean {names}?'
-        self._pending.append(_Question(action, text, res.candidates, q))
+        self._pending.append(_Question(action, text, res.candidates, self._question(text, res.candidates, res.kind)))
         return None
+
+    def _show(self, text) -> str:
+        """Untrusted text (a title, an id, what the user typed) as a reply shows it: one line, no
+        control or bidi character, at most ``title_max_chars`` characters."""
+        return display_text(text, self.title_max_chars)
+
+    def _label(self, item: Item, with_id: bool) -> str:
+        """An item as a question lists it: its title; with ``with_id`` also its year (when the title
+        does not show it) and its id, ``Crash (2004) [id 7]``."""
+        label = self._show(item.title)
+        if not with_id:
+            return label
+        year = year_of(item)
+        return label + (f" ({year})" if year is not None and str(year) not in label else "") + f" [id {self._show(item.id)}]"
+
+    def _question(self, text: str, candidates: tuple[Item, ...], kind: str) -> str:
+        """The question about ``text`` (an ambiguous title: which of ``candidates``; an unknown one:
+        did you mean one of them). Candidates whose titles read alike are listed with year and id;
+        at most :data:`QUESTION_MAX` are listed."""
+        titles = [self._show(c.title) for c in candidates]
+        with_id = len(set(titles)) < len(titles)
+        names = [self._label(c, with_id) for c in candidates[:QUESTION_MAX]]
+        if len(candidates) > QUESTION_MAX:
+            names[-1] += f" (or one of {len(candidates) - QUESTION_MAX} more: say its id)"
+        listed = _join(names, "or")
+        if kind != "ambiguous":
+            return f'I could not find "{self._show(text)}" in the catalog. Did you mean {listed}?'
+        years = [year_of(c) for c in candidates]
+        if None not in years and len(set(years)) == len(years):
+            hint = f' (say the year, e.g. "the {years[-1]} one")'
+        elif with_id:
+            hint = f' (say its id, e.g. "id {self._show(candidates[-1].id)}"' + (
+                ', or the year)' if len(set(years) - {None}) > 1 else ")")
+        else:
+            hint = ""
+        return f'Which "{self._show(text)}" do you mean: {listed}?{hint}'
 
     def _apply(self, action: str, item: Item, notes: list[str]) -> None:
         pr = self.profile
@@ -289,10 +327,10 @@ class ChatSession:
         elif action == "dislike":
             pr.liked = [i for i in pr.liked if i != item.id]
             pr.disliked = [i for i in pr.disliked if i != item.id] + [item.id]
-            notes.append(f"Noted: you didn't like {item.title}.")
+            notes.append(f"Noted: you didn't like {self._show(item.title)}.")
         else:
             pr.excluded.add(item.id)
-            notes.append(f"OK, I won't show {item.title} again.")
+            notes.append(f"OK, I won't show {self._show(item.title)} again.")
         if self.focus == item.id and action != "more_like":
             self.focus = None
 
@@ -304,8 +342,9 @@ class ChatSession:
 
     def _answer(self, message: str, meta: dict) -> Reply | None:
         """The message as the answer to the pending question, or None (then it is read as a new
-        message and the questions are dropped): a year, an ordinal, or a title among the candidates;
-        "none" / "never mind" drops the question; when it was the last one and the message that raised
+        message and the questions are dropped): a candidate's id (``"42"``, ``"id 42"``, ``"#42"``), a
+        year, an ordinal, or a title among the candidates; a year several candidates share narrows
+        the question to them and asks again; "none" / "never mind" drops the question; when it was the last one and the message that raised
         the questions changed the profile ("I liked heat and hamlet"), the recommendations follow."""
         q = self._pending[0]
         text = message.strip()
@@ -316,10 +355,13 @@ class ChatSession:
             if self._deferred:
                 return self._recommend(None, ["OK, never mind that one."])
             return Reply("OK, never mind that one.", meta={"action": "ack"})
-        choice = None
+        choice = _by_id(text, q.candidates)
         years = [int(y) for y in _YEAR.findall(text)]
-        if years:
-            same = [c for c in q.candidates if year_of(c) == years[0]]
+        if choice is None and years:
+            same = tuple(c for c in q.candidates if year_of(c) == years[0])
+            if 1 < len(same) < len(q.candidates):  # "the 2004 one" of three, two of them 2004
+                self._pending[0] = _Question(q.action, q.text, same, self._question(q.text, same, "ambiguous"))
+                return self._ask([])
             choice = same[0] if len(same) == 1 else None
         n = ordinal_of(text) or (int(text) if text.isdigit() and 1 <= int(text) <= len(q.candidates) else None)
         if choice is None and n is not None and (n == -1 or 1 <= n <= len(q.candidates)):
@@ -343,7 +385,7 @@ class ChatSession:
             return self._ask(notes)
         if q.action == "exclude" and not self._deferred:
             return Reply(" ".join(notes), meta={"action": "ack"})
-        return self._recommend(f"More like {choice.title}:" if q.action == "more_like" else None, notes)
+        return self._recommend(f"More like {self._show(choice.title)}:" if q.action == "more_like" else None, notes)
 
     # ------------------------------------------------------------------ answers
     def _why(self, ref: Ref | None, notes: list[str], meta: dict) -> Reply:
@@ -358,18 +400,19 @@ class ChatSession:
                 return self._ask(notes)
             target = item.id if item is not None else None
             if item is not None and target not in self.explained:
-                return Reply(" ".join([*notes, f"I haven't recommended {item.title}."]), meta={"action": "ack"})
+                return Reply(" ".join([*notes, f"I haven't recommended {self._show(item.title)}."]),
+                             meta={"action": "ack"})
         if target is None:
             return Reply(" ".join([*notes, "I haven't recommended anything yet."]), meta={"action": "ack"})
         return self._why_item(target, notes)
 
     def _why_item(self, item_id: str, notes: list[str]) -> Reply:
         if item_id not in self.explained:
-            return Reply(" ".join([*notes, f"I haven't recommended {self.rec.item(item_id).title}."]),
+            return Reply(" ".join([*notes, f"I haven't recommended {self._show(self.rec.item(item_id).title)}."]),
                          meta={"action": "ack"})
         r = self.explained[item_id]
         self.focus = item_id
-        return Reply(" ".join([*notes, f"{r.title}: {r.explanation}"]), items=[r],
+        return Reply(" ".join([*notes, f"{self._show(r.title)}: {display_text(r.explanation)}"]), items=[r],
                      meta={"action": "why", "item_id": item_id, "because": list(r.because)})
 
     def _recommend(self, intro: str | None, notes: list[str], action: str = "recommend") -> Reply:
@@ -388,9 +431,9 @@ class ChatSession:
             text = "I have nothing left to show for this; tell me about other movies you like."
         else:
             head = intro or ("Here are some picks:" if not pr.liked else
-                             f"Because you liked {_join([self.rec.item(i).title for i in pr.liked[-3:]], 'and')}"
+                             f"Because you liked {_join([self._show(self.rec.item(i).title) for i in pr.liked[-3:]], 'and')}"
                              + (" and more" if len(pr.liked) > 3 else "") + ":")
-            lines = [head] + [f"{r.rank}. {r.title} — {r.explanation}" for r in res.items]
+            lines = [head] + [f"{r.rank}. {self._show(r.title)} — {display_text(r.explanation)}" for r in res.items]
             text = "\n".join(([" ".join(notes)] if notes else []) + lines)
         return Reply(text, items=list(res.items), meta={
             "action": action, "retriever": res.retriever,
@@ -438,6 +481,14 @@ def _unclassified(p: Parsed) -> bool:
     genre, negated word or user id."""
     return not (p.liked or p.disliked or p.excluded or p.more_like or p.asked_why or p.show_more or p.user
                 or p.genres or p.avoid_genres or p.avoid_terms)
+
+
+def _by_id(text: str, candidates: tuple[Item, ...]) -> Item | None:
+    """The candidate whose id the answer is (``"42"``, ``"id 42"``, ``"#42"``, ``"the one with id 42"``), or None."""
+    m = _ID_ANSWER.fullmatch(text)
+    said = (m.group(1) if m else text).strip()
+    hit = [c for c in candidates if c.id == said]
+    return hit[0] if len(hit) == 1 else None
 
 
 def _join(names: list[str], word: str) -> str:

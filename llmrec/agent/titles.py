@@ -12,8 +12,10 @@ key ``"matrix"``; a title with a moved foreign article is also indexed without i
 :meth:`TitleIndex.resolve` tries, in order: the exact key (with the year, when the text ends with one,
 as a filter), a typo match (optimal-string-alignment edit distance, via ``rapidfuzz``, within a
 budget that grows with the length), and a whole-word prefix of a few titles; several distinct
-titles at the same level are *ambiguous* (never settled by popularity), nothing close is *unknown*
-with the closest titles as suggestions. Item text is untrusted: it is only compared, never obeyed.
+titles at the same level are *ambiguous* (never settled by popularity), and so are several items
+that share one title but not their content (a catalog may hold three films called "Crash": the
+chat asks which, by year or id); only entries identical in everything but the id are one film
+listed twice. Nothing close is *unknown* with the closest titles as suggestions. Item text is untrusted: it is only compared, never obeyed.
 """
 
 from __future__ import annotations
@@ -123,17 +125,31 @@ def typed_title(title: str) -> str:
 
 
 def year_of(item: Item) -> int | None:
-    """The year in the item's title, or None."""
-    return split_title(item.title)[2]
+    """The year in the item's title, else its ``year`` field (an integer, or a string of 4 digits,
+    from 1800 to 2099), else None."""
+    year = split_title(item.title)[2]
+    if year is not None:
+        return year
+    v = item.fields.get("year")
+    if isinstance(v, str) and re.fullmatch(r"\s*\d{4}\s*", v):
+        v = int(v)
+    return v if isinstance(v, int) and not isinstance(v, bool) and 1800 <= v <= 2099 else None
+
+
+def _content(item: Item) -> tuple:
+    """What an item shows besides its id: entries with equal content are one film listed twice."""
+    return (item.title, item.text, item.image, item.audio, sorted(item.fields.items(), key=lambda kv: kv[0]))
 
 
 @dataclass(frozen=True)
 class Resolution:
     """The outcome of :meth:`TitleIndex.resolve`.
 
-    ``kind``: ``matched`` (``item`` is the one meant; ``duplicates`` holds other catalog entries with
-    the identical title and year, e.g. ml-100k lists some films twice), ``ambiguous`` (``candidates``:
-    two or more distinct titles, oldest first; ask the user), or ``unknown`` (``candidates``: up to
+    ``kind``: ``matched`` (``item`` is the one meant; ``duplicates`` holds other catalog entries that
+    show exactly the same (title, text, media, fields; e.g. ml-100k lists some films twice)),
+    ``ambiguous`` (``candidates``: two or more distinct items, oldest first, then by id: different
+    titles or years, or items that share a title but differ in content; ask the user), or
+    ``unknown`` (``candidates``: up to
     :data:`SUGGESTIONS` closest titles, best first, possibly none). ``how``: ``exact``, ``typo``,
     ``prefix`` or ``none``. ``year``: the year the text gave, if any.
     """
@@ -223,8 +239,10 @@ class TitleIndex:
         return [split] if m.group(2) else [(normalize(text), None), split]
 
     def _decide(self, text: str, hits: list[tuple[int, str]], year: int | None, how: str) -> Resolution:
-        """Items ``hits`` (row, the key it matched by) that share a key and a year are one film listed
-        twice (duplicates); two or more such groups are ambiguous, whatever their popularity."""
+        """Items ``hits`` (row, the key it matched by) that share a key, a year and their whole
+        content (:func:`_content`) are one film listed twice (duplicates); two or more such groups
+        are ambiguous, whatever their popularity (several items under one title, differing in
+        year, text or metadata, are asked about, never merged)."""
         if year is not None:
             same = [(n, k) for n, k in hits if self._year[n] == year]
             if not same:
@@ -233,7 +251,7 @@ class TitleIndex:
             hits = same
         groups: dict[tuple, list[int]] = {}
         for n, k in sorted(hits, key=lambda h: (self._year[h[0]] or 0, item_key(self.items[h[0]].id))):
-            groups.setdefault((k, self._year[n]), []).append(n)
+            groups.setdefault((k, self._year[n], repr(_content(self.items[n]))), []).append(n)
         rows = list(dict.fromkeys(g[0] for g in groups.values()))  # one row may match by two keys
         if len(rows) == 1:
             rest = dict.fromkeys(n for g in groups.values() for n in g if n != rows[0])

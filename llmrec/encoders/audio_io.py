@@ -4,8 +4,10 @@ OGG Vorbis/Opus, MP3 and more): ``load_audio(path) -> AudioClip`` with 16 kHz mo
 Any sample rate and channel count: channels are averaged, then resampled to 16 kHz with a
 polyphase filter (:func:`scipy.signal.resample_poly`, Kaiser window). At most ``max_seconds``
 (config ``audio_max_seconds``) are decoded; a longer file gives its first ``max_seconds``, marked
-``truncated``. A missing, empty, corrupt or truncated file, one that is not audio, or one with no
-samples or non-finite samples raises :class:`~llmrec.errors.AudioError` naming the file.
+``truncated``. A missing, empty, corrupt or truncated file, one that is not audio, one with no
+samples or non-finite samples, and a path that is not a regular file of at most ``media_max_bytes``
+(a device, a FIFO, a directory: refused before it is opened, see :mod:`llmrec.encoders.media_file`)
+raise :class:`~llmrec.errors.AudioError` naming the file.
 """
 
 from __future__ import annotations
@@ -15,10 +17,12 @@ import os
 import struct
 from dataclasses import dataclass
 from pathlib import Path
+from typing import BinaryIO
 
 import numpy as np
 
 from llmrec.config import Config
+from llmrec.encoders.media_file import DEFAULT_MAX_BYTES, open_media
 from llmrec.errors import AudioError
 
 SAMPLE_RATE = 16_000
@@ -46,50 +50,42 @@ class AudioClip:
         return len(self.samples) / SAMPLE_RATE
 
 
-def load_audio(path: str | os.PathLike, max_seconds: float = DEFAULT_MAX_SECONDS) -> AudioClip:
+def load_audio(path: str | os.PathLike, max_seconds: float = DEFAULT_MAX_SECONDS,
+               max_bytes: int = DEFAULT_MAX_BYTES) -> AudioClip:
     """Decode an audio file to 16 kHz mono float32, at most its first ``max_seconds``.
+
+    The path is checked before it is opened (:func:`~llmrec.encoders.media_file.open_media`: a
+    regular file of at most ``max_bytes``; a device, FIFO, socket or directory is never read).
 
     Args:
         path: any format libsndfile reads (WAV, FLAC, OGG Vorbis/Opus, MP3, AIFF, ...), any sample
             rate, any number of channels.
         max_seconds: decode at most this many seconds (config ``audio_max_seconds``); > 0.
+        max_bytes: refuse files larger than this, bytes (config ``media_max_bytes``).
 
     Returns:
         An :class:`AudioClip` (samples ``[round(frames * 16000 / rate)]`` float32).
 
     Raises:
-        AudioError: naming the file: missing, a directory or unreadable; empty or not an audio file
-            libsndfile recognises; malformed or truncated (fewer frames decoded than its header
-            declares; see :func:`check_container` for OGG and WAV); no samples; NaN or infinite samples.
+        AudioError: naming the file: missing, a directory, not a regular file, larger than
+            ``max_bytes`` or unreadable; empty or not an audio file libsndfile recognises; malformed
+            or truncated (fewer frames decoded than its header declares; see
+            :func:`check_container` for OGG and WAV); no samples; NaN or infinite samples.
         ValueError: ``max_seconds`` is not > 0.
     """
-    import soundfile as sf
-
     if not max_seconds > 0:
         raise ValueError(f"max_seconds must be > 0, got {max_seconds}")
     path = Path(path)
-    if not path.exists():
-        raise AudioError(path, "no such file")
-    if path.is_dir():
-        raise AudioError(path, "is a directory, not an audio file")
-    try:
-        if path.stat().st_size == 0:
-            raise AudioError(path, "empty file (0 bytes)")
-        check_container(path)
-        with sf.SoundFile(path) as f:
-            rate, channels, declared = int(f.samplerate), int(f.channels), int(f.frames)
+    with open_media(path, max_bytes, AudioError, "audio") as f:
+        check_audio_header(f, path)
+        with _soundfile(f, path) as sf_file:
+            rate, channels, declared = int(sf_file.samplerate), int(sf_file.channels), int(sf_file.frames)
             want = min(declared, math.ceil(max_seconds * rate)) if declared > 0 else math.ceil(max_seconds * rate)
-            data = f.read(frames=want, dtype="float32", always_2d=True)
-            truncated = declared > want or (declared <= 0 and len(f.read(frames=1, always_2d=True)) > 0)
-    except AudioError:
-        raise
-    except PermissionError as e:
-        raise AudioError(path, f"cannot read the file: {e.strerror or e}") from None
-    except (sf.LibsndfileError, RuntimeError, OSError, ValueError, TypeError) as e:
-        msg = getattr(e, "error_string", None) or str(e)
-        if "not recognised" in msg.lower() or "unknown format" in msg.lower():
-            raise AudioError(path, "not an audio file (libsndfile does not recognise its format)") from None
-        raise AudioError(path, f"malformed or corrupt audio ({msg})") from None
+            try:
+                data = sf_file.read(frames=want, dtype="float32", always_2d=True)
+                truncated = declared > want or (declared <= 0 and len(sf_file.read(frames=1, always_2d=True)) > 0)
+            except _SF_ERRORS as e:
+                raise _decode_error(e, path) from None
     if len(data) == 0:
         raise AudioError(path, "no audio samples (0 frames)")
     if declared > 0 and len(data) < want - rate // 100:  # libsndfile stops early on a cut file
@@ -99,45 +95,88 @@ def load_audio(path: str | os.PathLike, max_seconds: float = DEFAULT_MAX_SECONDS
     return AudioClip(to_16k_mono(data, rate), rate, channels, truncated)
 
 
-def check_container(path: Path) -> None:
-    """Structural checks libsndfile leaves out, on the file's headers (its audio data is not read).
+def check_audio_header(f: BinaryIO, path: str | os.PathLike) -> None:
+    """The checks of an open audio file that need no decoding: not empty, :func:`check_container`,
+    and a header libsndfile recognises (only the header is read). ``f`` is left at byte 0.
+
+    Raises:
+        AudioError: naming ``path``: empty, a broken container, not audio libsndfile recognises.
+    """
+    if os.fstat(f.fileno()).st_size == 0:
+        raise AudioError(path, "empty file (0 bytes)")
+    try:
+        check_container(f, path)
+    except OSError as e:
+        raise AudioError(path, f"cannot read the file: {e.strerror or e}") from None
+    with _soundfile(f, path):
+        pass
+    f.seek(0)
+
+
+_SF_ERRORS = (RuntimeError, OSError, ValueError, TypeError)  # sf.LibsndfileError is a RuntimeError
+
+
+def _decode_error(e: BaseException, path) -> AudioError:
+    msg = getattr(e, "error_string", None) or str(e)
+    if "not recognised" in msg.lower() or "unknown format" in msg.lower():
+        return AudioError(path, "not an audio file (libsndfile does not recognise its format)")
+    return AudioError(path, f"malformed or corrupt audio ({msg})")
+
+
+def _soundfile(f: BinaryIO, path):
+    """libsndfile on ``f``'s descriptor from byte 0 (not closing it): an open ``soundfile.SoundFile``.
+    Raises: AudioError (libsndfile refuses the header), naming ``path``."""
+    import soundfile as sf
+
+    f.seek(0)
+    try:
+        return sf.SoundFile(f.fileno(), closefd=False)
+    except _SF_ERRORS as e:
+        raise _decode_error(e, path) from None
+
+
+def check_container(f: BinaryIO, path: str | os.PathLike) -> None:
+    """Structural checks libsndfile leaves out, on the headers of an open file (its audio data is not read).
 
     libsndfile decodes what it can of a cut or damaged OGG or WAV file without saying so; here an
     OGG file must be a chain of complete Ogg pages ending with an end-of-stream page, and a WAV
     file's ``data`` chunk must fit in the file. (Damage inside an Ogg page's data, which only its
     CRC would show, is not detected: libsndfile skips such pages.) Other formats: nothing checked.
 
+    Args:
+        f: the file (binary, seekable; read from byte 0, left anywhere). path: its name, in errors.
     Raises:
-        AudioError: naming the file: the OGG page chain is broken or cut, or the WAV data chunk is cut.
+        AudioError: naming ``path``: the OGG page chain is broken or cut, or the WAV data chunk is cut.
+        OSError: reading fails.
     """
-    with open(path, "rb") as f:
-        head = f.read(12)
-        size = os.fstat(f.fileno()).st_size
-        if head[:4] == b"OggS":
-            pos, flags = 0, 0
-            while pos < size:
-                f.seek(pos)
-                header = f.read(27)
-                if header[:4] != b"OggS":
-                    raise AudioError(path, f"corrupt Ogg stream: no page starts at byte {pos} (damaged or not Ogg data)")
-                if len(header) < 27 or len(table := f.read(header[26])) < header[26]:
-                    raise AudioError(path, f"truncated: the Ogg page at byte {pos} is cut")
-                flags, pos = header[5], pos + 27 + len(table) + sum(table)
-            if pos > size:
-                raise AudioError(path, f"truncated: the last Ogg page needs {pos} bytes, the file has {size}")
-            if not flags & 4:
-                raise AudioError(path, "truncated: the Ogg stream has no end-of-stream page")
-        elif head[:4] == b"RIFF" and head[8:12] == b"WAVE":
-            pos = 12
-            while pos + 8 <= size:
-                f.seek(pos)
-                kind, n = struct.unpack("<4sI", f.read(8))
-                if kind == b"data":
-                    if n not in (0, 0xFFFFFFFF) and pos + 8 + n > size:  # 0 / -1: a stream writer's "unknown"
-                        raise AudioError(path, f"truncated: its WAV data chunk declares {n} bytes, "
-                                               f"{size - pos - 8} are in the file")
-                    return
-                pos += 8 + n + (n & 1)
+    f.seek(0)
+    head = f.read(12)
+    size = os.fstat(f.fileno()).st_size
+    if head[:4] == b"OggS":
+        pos, flags = 0, 0
+        while pos < size:
+            f.seek(pos)
+            header = f.read(27)
+            if header[:4] != b"OggS":
+                raise AudioError(path, f"corrupt Ogg stream: no page starts at byte {pos} (damaged or not Ogg data)")
+            if len(header) < 27 or len(table := f.read(header[26])) < header[26]:
+                raise AudioError(path, f"truncated: the Ogg page at byte {pos} is cut")
+            flags, pos = header[5], pos + 27 + len(table) + sum(table)
+        if pos > size:
+            raise AudioError(path, f"truncated: the last Ogg page needs {pos} bytes, the file has {size}")
+        if not flags & 4:
+            raise AudioError(path, "truncated: the Ogg stream has no end-of-stream page")
+    elif head[:4] == b"RIFF" and head[8:12] == b"WAVE":
+        pos = 12
+        while pos + 8 <= size:
+            f.seek(pos)
+            kind, n = struct.unpack("<4sI", f.read(8))
+            if kind == b"data":
+                if n not in (0, 0xFFFFFFFF) and pos + 8 + n > size:  # 0 / -1: a stream writer's "unknown"
+                    raise AudioError(path, f"truncated: its WAV data chunk declares {n} bytes, "
+                                           f"{size - pos - 8} are in the file")
+                return
+            pos += 8 + n + (n & 1)
 
 
 def to_16k_mono(data: np.ndarray, rate: int) -> np.ndarray:

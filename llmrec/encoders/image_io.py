@@ -3,8 +3,9 @@
 Handled: CMYK and greyscale JPEGs, palette/greyscale/RGB images with transparency (composited on
 white), 16-bit images (scaled to 8 bits, not clipped), EXIF orientation, animated GIF/WebP/PNG
 (the first frame), very large images (downscaled on load; past ``image_max_pixels`` refused before
-decoding). A missing, truncated or corrupt file, or one that is not an image, raises
-:class:`~llmrec.errors.ImageError` naming the file.
+decoding). A missing, truncated or corrupt file, one that is not an image, and a path that is not
+a regular file of at most ``media_max_bytes`` (a device, a FIFO, a directory: refused before it is
+opened, see :mod:`llmrec.encoders.media_file`) raise :class:`~llmrec.errors.ImageError` naming the file.
 """
 
 from __future__ import annotations
@@ -14,11 +15,13 @@ import struct
 import warnings
 import zlib
 from pathlib import Path
+from typing import BinaryIO
 
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from llmrec.config import Config
+from llmrec.encoders.media_file import DEFAULT_MAX_BYTES, open_media
 from llmrec.errors import ImageError
 
 DEFAULT_MAX_PIXELS: int = Config.__dataclass_fields__["image_max_pixels"].default
@@ -35,10 +38,13 @@ def load_image(
     path: str | os.PathLike,
     max_pixels: int = DEFAULT_MAX_PIXELS,
     max_side: int = DEFAULT_MAX_SIDE,
+    max_bytes: int = DEFAULT_MAX_BYTES,
 ) -> Image.Image:
     """Open an image file as an 8-bit RGB PIL image, upright, at most ``max_side`` pixels a side.
 
-    The pixel count is checked from the header before any pixel is decoded. A JPEG larger than
+    The path is checked before it is opened (:func:`~llmrec.encoders.media_file.open_media`: a
+    regular file of at most ``max_bytes``; a device, FIFO, socket or directory is never read). The
+    pixel count is checked from the header before any pixel is decoded. A JPEG larger than
     needed is decoded at a reduced DCT scale (``Image.draft``), then every image is resampled
     (Lanczos) to fit ``max_side`` x ``max_side``, aspect ratio kept. Animated files give their first
     frame. See :func:`to_rgb` for the colour conversions.
@@ -47,40 +53,23 @@ def load_image(
         path: the image file (any format Pillow reads: JPEG, PNG, GIF, WebP, BMP, TIFF, ...).
         max_pixels: refuse images with more than this many pixels (config ``image_max_pixels``).
         max_side: longest side of the result, in pixels (config ``image_max_side``).
+        max_bytes: refuse files larger than this, bytes (config ``media_max_bytes``).
 
     Returns:
         A loaded ``PIL.Image.Image`` in mode ``RGB`` (its file closed).
 
     Raises:
-        ImageError: naming the file: it does not exist or cannot be read; it is not an image; its
-            data is truncated or corrupt; it has more than ``max_pixels`` pixels (or more than
-            Pillow's own decompression-bomb limit, 2 x ``PIL.Image.MAX_IMAGE_PIXELS``); its mode
-            cannot be converted to RGB.
+        ImageError: naming the file: it does not exist or cannot be read; it is not a regular file
+            or is larger than ``max_bytes``; it is not an image; its data is truncated or corrupt;
+            it has more than ``max_pixels`` pixels (or more than Pillow's own decompression-bomb
+            limit, 2 x ``PIL.Image.MAX_IMAGE_PIXELS``); its mode cannot be converted to RGB.
     """
     path = Path(path)
-    try:
-        with warnings.catch_warnings():
-            # Pillow warns above MAX_IMAGE_PIXELS; the limit that governs is max_pixels, checked below.
-            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-            im = Image.open(path)
-    except (FileNotFoundError, IsADirectoryError, PermissionError) as e:
-        raise file_error(path, e) from None
-    except Image.DecompressionBombError as e:
-        raise ImageError(path, f"refused as too large to decode ({e})") from None
-    except UnidentifiedImageError:
-        raise ImageError(path, "not an image file (Pillow does not recognise its format)") from None
-    except _DECODE_ERRORS as e:
-        raise ImageError(path, f"unreadable image header ({type(e).__name__}: {e})") from None
-    with im:
-        width, height = im.size
-        if width * height > max_pixels:
-            raise ImageError(
-                path, f"{width} x {height} = {width * height:,} pixels is more than the limit of "
-                      f"{max_pixels:,} (config image_max_pixels)")
+    with open_media(path, max_bytes, ImageError, "image") as f, open_image(f, path, max_pixels) as im:
         try:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-                if im.format == "JPEG" and max(width, height) > max_side:
+                if im.format == "JPEG" and max(im.size) > max_side:
                     im.draft(None, (max_side, max_side))  # DCT scaling: both sides stay >= max_side
                 im.load()
             out = to_rgb(im, path)
@@ -93,13 +82,34 @@ def load_image(
     return out
 
 
-def file_error(path: str | os.PathLike, e: OSError) -> ImageError:
-    """The :class:`~llmrec.errors.ImageError` for an image file that cannot be opened or read."""
-    if isinstance(e, FileNotFoundError):
-        return ImageError(path, "no such file")
-    if isinstance(e, IsADirectoryError):
-        return ImageError(path, "is a directory, not an image file")
-    return ImageError(path, f"cannot read the file: {e.strerror or e}")
+def open_image(f: BinaryIO, path: str | os.PathLike, max_pixels: int = DEFAULT_MAX_PIXELS) -> Image.Image:
+    """Read an image's header from an open binary file (no pixel is decoded): the lazy PIL image.
+
+    Args:
+        f: the file, at its start (e.g. from :func:`~llmrec.encoders.media_file.open_media`); it
+            stays open when the image is closed. path: the file's name, in errors.
+        max_pixels: refuse images with more than this many pixels (config ``image_max_pixels``).
+    Raises:
+        ImageError: naming ``path``: not an image Pillow recognises, an unreadable header, more
+            than ``max_pixels`` pixels (or past Pillow's decompression-bomb limit).
+    """
+    try:
+        with warnings.catch_warnings():
+            # Pillow warns above MAX_IMAGE_PIXELS; the limit that governs is max_pixels, checked below.
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            im = Image.open(f)
+    except Image.DecompressionBombError as e:
+        raise ImageError(path, f"refused as too large to decode ({e})") from None
+    except UnidentifiedImageError:
+        raise ImageError(path, "not an image file (Pillow does not recognise its format)") from None
+    except _DECODE_ERRORS as e:
+        raise ImageError(path, f"unreadable image header ({type(e).__name__}: {e})") from None
+    width, height = im.size
+    if width * height > max_pixels:
+        im.close()
+        raise ImageError(path, f"{width} x {height} = {width * height:,} pixels is more than the limit of "
+                               f"{max_pixels:,} (config image_max_pixels)")
+    return im
 
 
 def to_rgb(im: Image.Image, path: str | os.PathLike | None = None) -> Image.Image:

@@ -3,6 +3,9 @@
 For each recommended item the history items it relates to are chosen by cosine similarity of
 their vectors (the evidence); the explanation names them, and with ``explain="llm"`` the LLM adds
 one sentence generated from a prompt that holds only that evidence (``prompts/explain.*.txt``).
+An explanation is one line of displayable text: cited titles go through
+:func:`llmrec.rank.prompts.quote` (control and format characters removed, cut at 80 characters)
+and the generated sentence through :func:`llmrec.text_safety.display_text`.
 """
 
 from __future__ import annotations
@@ -14,6 +17,7 @@ import numpy as np
 from llmrec.data.types import Item
 from llmrec.rank.prompts import quote, render
 from llmrec.rank.verbalizer import item_line
+from llmrec.text_safety import display_text
 
 
 def cite(item_vecs: np.ndarray, history_vecs: np.ndarray, n: int = 2) -> list[list[int]]:
@@ -91,8 +95,9 @@ def _word_list(text: str) -> list[str]:
 
 
 def _first_sentence(text: str) -> str:
-    """The first sentence of a generation, or "" when it echoes the prompt instead of explaining."""
-    text = " ".join(text.split())
+    """The first sentence of a generation, one line shown as :func:`~llmrec.text_safety.display_text`
+    shows text (no control or bidi character), or "" when it echoes the prompt instead of explaining."""
+    text = " ".join(display_text(text).split())
     if not text or text.startswith("-") or any(m in text for m in _ECHO_MARKERS):
         return ""
     if text[-1] not in ".!?":  # cut by the token limit

@@ -1,15 +1,20 @@
 """HTTP routing of ``llmrec serve``: FastAPI routes, the guard middleware, OpenAI-shaped errors.
 
-Routes: ``GET /health`` (no key needed), ``GET /v1/models``, ``POST /v1/chat/completions``.
-Every error, a framework's included (malformed JSON, a validation error, an unknown route, an
-oversize body), is answered as ``{"error": {"message", "type", "param", "code"}}``: 4xx for the
-client's mistakes, 5xx only for the server's.
+Routes: ``GET /health`` (no key needed), ``GET /v1/models``, ``POST /v1/chat/completions``,
+``GET /openapi.json`` (the schema; behind the key like everything but ``/health`` when one is set;
+``/docs`` and ``/redoc`` are off). Every error, a framework's included (malformed JSON, invalid
+UTF-8, JSON nested too deeply, a body that is not a JSON object, a validation error, an unknown
+route, an oversize or too slow body), is answered as ``{"error": {"message", "type", "param",
+"code"}}`` with a non-null ``code``: 4xx for the client's mistakes, 5xx only for the server's.
+Connection-level limits (a stalled request head, idle connections, the connection count) are
+uvicorn's settings, :mod:`llmrec.serve.transport`.
 """
 
 from __future__ import annotations
 
 import asyncio
 import hmac
+import ipaddress
 import json
 import logging
 import re
@@ -28,6 +33,7 @@ from llmrec.config import Config
 from llmrec.recommender import Recommender
 from llmrec.serve.protocol import APIError, ChatCompletionRequest, ChatCompletionResponse, ModelList
 from llmrec.serve.serving import ServingChat
+from llmrec.serve.transport import uvicorn_options
 
 log = logging.getLogger("llmrec.serve")
 SWITCH_INTERVAL_S = 0.0005
@@ -68,28 +74,39 @@ def validation_error(exc: RequestValidationError) -> APIError:
     if param is None and isinstance(got, (bytes, bytearray)):
         return APIError(400, "the request body must be JSON, sent with 'Content-Type: application/json'",
                         code="invalid_request_body")
+    if param is None and not isinstance(got, dict):
+        kind = {list: "an array", str: "a string", bool: "a boolean", int: "a number", float: "a number"}.get(
+            type(got), "null" if got is None else type(got).__name__)
+        return APIError(400, f"the request body must be a JSON object, got {kind}", code="invalid_request_body")
     reasons = list(dict.fromkeys(e["msg"] for e in errors if _param(e.get("loc", ())) == param))
     shown = "" if isinstance(got, (dict, list)) or got is None else f" (got {json.dumps(got, default=repr)[:80]})"
     return APIError(400, f"{param or 'body'}: {' or '.join(reasons)}{shown}", param=param, code="invalid_value")
 
 
+OPEN_PATHS = ("/health",)
+"""Paths served without the API key (a load balancer's probe)."""
+
+
 class Guard:
-    """ASGI middleware: the API key on ``/v1/*`` (when ``api_key`` is set), then the body size.
+    """ASGI middleware: the API key on every path but :data:`OPEN_PATHS` (when ``api_key`` is set),
+    then the body's size and read time.
 
     A missing or wrong ``Authorization: Bearer <key>`` gets 401; a ``Content-Length`` over
     ``max_body_bytes`` gets 413 before anything is read, and so does a chunked body once it passes
-    the limit."""
+    the limit; a body not received whole within ``read_timeout_s`` of the request's arrival (its
+    head read) gets 408 with ``Connection: close``."""
 
-    def __init__(self, app, api_key: str | None, max_body_bytes: int):
-        self.app, self.max_body_bytes = app, max_body_bytes
+    def __init__(self, app, api_key: str | None, max_body_bytes: int, read_timeout_s: float = 30.0):
+        self.app, self.max_body_bytes, self.read_timeout_s = app, max_body_bytes, read_timeout_s
         self.key = api_key.encode() if api_key else None
 
     async def __call__(self, scope, receive, send):
         if scope["type"] != "http":
             return await self.app(scope, receive, send)
-        scope.setdefault("state", {})["llmrec_arrival"] = time.perf_counter()
+        arrival = time.perf_counter()
+        scope.setdefault("state", {})["llmrec_arrival"] = arrival
         headers = dict(scope["headers"])
-        if self.key is not None and scope["path"].startswith("/v1"):
+        if self.key is not None and scope["path"] not in OPEN_PATHS:
             auth = headers.get(b"authorization", b"")
             scheme, _, token = auth.partition(b" ")
             if not auth:
@@ -103,18 +120,44 @@ class Guard:
                 return await _send(send, APIError(400, "invalid Content-Length header", code="invalid_request"))
             if int(length) > limit:
                 return await _send(send, _too_large(limit, int(length)))
-        received = 0
+        received, whole, deadline = 0, False, arrival + self.read_timeout_s
 
         async def limited():
-            nonlocal received
-            message = await receive()
+            nonlocal received, whole
+            if whole:  # the body is in; later calls wait for a disconnect, unbounded
+                return await receive()
+            try:
+                message = await asyncio.wait_for(receive(), max(deadline - time.perf_counter(), 0.0))
+            except TimeoutError:
+                raise HTTPException(408, f"the request body was not received within {self.read_timeout_s:g} s "
+                                    f"(serve_read_timeout_s; {received} bytes came)",
+                                    headers={"Connection": "close"}) from None
             if message["type"] == "http.request":
                 received += len(message.get("body", b""))
                 if received > limit:
                     raise HTTPException(413, _too_large(limit, received).message)
+                whole = not message.get("more_body", False)
             return message
 
         return await self.app(scope, limited, send)
+
+
+def http_error(e: StarletteHTTPException, method: str, path: str) -> APIError:
+    """A framework's HTTP error as OpenAI's shape, with a code: the body FastAPI could not parse
+    (its cause: invalid UTF-8, JSON nested too deeply), an unknown route or method, a body too large
+    or too slow."""
+    status, cause = e.status_code, e.__cause__
+    if status == 400 and isinstance(cause, UnicodeDecodeError):
+        return APIError(400, f"the request body is not valid UTF-8 (byte {cause.start}: {cause.reason})",
+                        code="invalid_utf8")
+    if status == 400 and isinstance(cause, RecursionError):
+        return APIError(400, "the JSON body is nested too deeply", code="json_too_deep")
+    code = {400: "invalid_request_body", 404: "not_found", 405: "method_not_allowed", 408: "request_timeout",
+            413: "request_too_large"}.get(status, "invalid_request" if status < 500 else "server_error")
+    message = {404: f"no route {path}", 405: f"{method} is not allowed on {path}"}.get(status, str(e.detail))
+    if status == 400 and cause is not None:
+        message = f"the request body could not be read: {type(cause).__name__}"
+    return APIError(status, message, type="invalid_request_error" if status < 500 else "server_error", code=code)
 
 
 def _too_large(limit: int, got: int) -> APIError:
@@ -152,11 +195,12 @@ def create_app(recommender: Recommender, cfg: Config) -> FastAPI:
 
     app = FastAPI(title="llmrec", version=__version__, lifespan=lifespan, docs_url=None, redoc_url=None)
     app.state.serving = serving
-    app.add_middleware(Guard, api_key=cfg.serve_api_key, max_body_bytes=cfg.serve_max_body_bytes)
+    app.add_middleware(Guard, api_key=cfg.serve_api_key, max_body_bytes=cfg.serve_max_body_bytes,
+                       read_timeout_s=cfg.serve_read_timeout_s)
 
     @app.exception_handler(APIError)
     async def _api_error(request, e: APIError):
-        return _error_response(e, {"Retry-After": "1"} if e.status == 429 else None)
+        return _error_response(e, e.headers)
 
     @app.exception_handler(RequestValidationError)
     async def _invalid(request, e: RequestValidationError):
@@ -164,16 +208,13 @@ def create_app(recommender: Recommender, cfg: Config) -> FastAPI:
 
     @app.exception_handler(StarletteHTTPException)
     async def _http(request, e: StarletteHTTPException):
-        code = {404: "not_found", 405: "method_not_allowed", 413: "request_too_large"}.get(e.status_code)
-        message = {404: f"no route {request.url.path}", 405: f"{request.method} is not allowed on "
-                   f"{request.url.path}"}.get(e.status_code, str(e.detail))
-        kind = "invalid_request_error" if e.status_code < 500 else "server_error"
-        return _error_response(APIError(e.status_code, message, type=kind, code=code))
+        return _error_response(http_error(e, request.method, request.url.path), e.headers)
 
     @app.exception_handler(Exception)
     async def _bug(request, e: Exception):
         log.exception("internal error on %s", request.url.path)
-        return _error_response(APIError(500, f"internal error: {type(e).__name__}", type="server_error"))
+        return _error_response(APIError(500, f"internal error: {type(e).__name__}", type="server_error",
+                                        code="internal_error"))
 
     @app.get("/health")
     async def health() -> dict:
@@ -218,12 +259,35 @@ def run(cfg: Config, recommender: Recommender | None = None, *, log_level: str =
     from llmrec.serve.serving import check_config
 
     check_config(cfg)
+    warning = exposure_warning(cfg)
+    if warning:
+        print(warning, file=sys.stderr, flush=True)
     sys.setswitchinterval(SWITCH_INTERVAL_S)
     rec = recommender or Recommender.load(config=cfg)
     warm_up(rec)
     app = create_app(rec, cfg)
-    uvicorn.run(app, host=cfg.serve_host, port=cfg.serve_port, log_level=log_level,
-                timeout_graceful_shutdown=int(cfg.serve_timeout_s) + 5)
+    uvicorn.run(app, host=cfg.serve_host, port=cfg.serve_port, log_level=log_level, **uvicorn_options(cfg))
+
+
+def is_loopback(host: str) -> bool:
+    """``host`` reaches this machine only: ``localhost`` or a loopback address (``127.0.0.0/8``,
+    ``::1``). Any other name or address (``0.0.0.0``, ``::``, an interface's) may be reachable
+    from elsewhere."""
+    if host.strip().lower().rstrip(".") == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+def exposure_warning(cfg: Config) -> str | None:
+    """The warning ``run`` prints when it would listen beyond loopback without ``serve_api_key``."""
+    if cfg.serve_api_key or is_loopback(cfg.serve_host):
+        return None
+    return (f"llmrec serve: WARNING: listening on {cfg.serve_host} (not loopback) without serve_api_key: anyone "
+            "who can reach this port can use the API and its ranking workers. Set LLMREC_SERVE_API_KEY, or "
+            "serve_host: 127.0.0.1 behind a proxy that authenticates.")
 
 
 def warm_up(rec: Recommender) -> None:

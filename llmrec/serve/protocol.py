@@ -26,13 +26,19 @@ class APIError(LLMRecError):
         type: OpenAI's error type (``invalid_request_error``, ``authentication_error``,
             ``rate_limit_error``, ``timeout_error``, ``server_error``).
         param: the request field at fault, e.g. ``messages[2].content`` (None when no one field is).
-        code: a short machine-readable reason (``model_not_found``, ``invalid_api_key``, ...).
+        code: a short machine-readable reason (``model_not_found``, ``invalid_api_key``, ...); never
+            None: when not given, ``invalid_value`` (a 4xx naming a ``param``), ``invalid_request``
+            (another 4xx) or ``server_error`` (5xx).
+        headers: extra response headers (``Retry-After`` on a 429 or 503, ``Connection: close``).
     """
 
     def __init__(self, status: int, message: str, *, type: str = "invalid_request_error",
-                 param: str | None = None, code: str | None = None):
+                 param: str | None = None, code: str | None = None, headers: dict[str, str] | None = None):
         super().__init__(message)
+        if code is None:
+            code = "server_error" if status >= 500 else "invalid_value" if param else "invalid_request"
         self.status, self.message, self.type, self.param, self.code = status, message, type, param, code
+        self.headers = headers
 
     def body(self) -> dict:
         """The JSON body: ``{"error": {"message", "type", "param", "code"}}``."""

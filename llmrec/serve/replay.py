@@ -11,6 +11,11 @@ state, sharing the recommender and the title index) is kept in an LRU cache unde
 user messages so far; a request resumes from the longest cached prefix of its own user messages,
 so a conversation that grows one turn at a time replays one turn per request. The answer never
 depends on the cache: a snapshot is the state the same replay reaches.
+
+Bounded work: the replay is given the request's deadline and checks it before each turn; past it,
+it stops (:class:`DeadlineExceeded`) instead of ranking on for a client that already got its
+timeout, so a request holds the worker for at most one turn past its deadline. The turns replayed
+before the stop are cached like any others, so a retry resumes after them.
 """
 
 from __future__ import annotations
@@ -18,10 +23,30 @@ from __future__ import annotations
 import copy
 import hashlib
 import threading
+import time
 from collections import OrderedDict
 
 from llmrec.agent.session import ChatSession, Reply
+from llmrec.errors import LLMRecError
 from llmrec.recommender import Recommender
+
+
+class DeadlineExceeded(LLMRecError):
+    """The request's deadline passed before its replay was done.
+
+    Attributes:
+        done: turns replayed (and cached) before the stop.
+        left: turns not replayed.
+    """
+
+    def __init__(self, done: int, left: int):
+        super().__init__(f"the deadline passed after {done} replayed turn(s), {left} left")
+        self.done, self.left = done, left
+
+    @property
+    def units_done(self) -> int:
+        """The turns done, for the limiter's per-turn average (``Limiter``)."""
+        return self.done
 
 
 def prefix_keys(turns: list[str]) -> list[bytes]:
@@ -96,28 +121,47 @@ class Replayer:
         with self._lock:
             self._cache.clear()
 
-    def answer(self, turns: list[str]) -> tuple[Reply, int]:
+    def _cached(self, keys: list[bytes]) -> tuple[ChatSession | None, int]:
+        """The snapshot after the longest cached proper prefix of the turns and its length (None, 0)."""
+        for k in range(len(keys) - 1, 0, -1):
+            snap = self._get(keys[k - 1])
+            if snap is not None:
+                return snap, k
+        return None, 0
+
+    def pending(self, turns: list[str]) -> int:
+        """Turns :meth:`answer` would replay for ``turns`` with the cache as it is now, 1..len(turns)
+        (an estimate of the request's work: the cache may change before the replay runs)."""
+        if not turns:
+            raise ValueError("no user message to answer")
+        return len(turns) - self._cached(prefix_keys(turns))[1]
+
+    def answer(self, turns: list[str], deadline: float | None = None) -> tuple[Reply, int]:
         """The reply to ``turns[-1]`` after ``turns[:-1]``, and how many turns were replayed (1 when
         the previous state was cached, ``len(turns)`` from a cold cache).
 
-        Raises what :meth:`ChatSession.send` raises (RequestError for a blank or too long message,
-        ModelError, ...), StoreError when a Chroma server cannot be reached."""
+        Args:
+            turns: the user messages, oldest first (at least one).
+            deadline: a ``time.perf_counter()`` instant; checked before each turn (None: none).
+
+        Raises:
+            DeadlineExceeded: ``deadline`` passed before the last turn started.
+            What :meth:`ChatSession.send` raises (RequestError for a blank or too long message,
+            ModelError, ...), StoreError when a Chroma server cannot be reached."""
         if not turns:
             raise ValueError("no user message to answer")
         self._sync()
         template, keys = self._template, prefix_keys(turns)
-        session, start = None, 0
-        for k in range(len(turns) - 1, 0, -1):
-            snap = self._get(keys[k - 1])
-            if snap is not None:
-                session, start = self._copy(snap), k
-                break
+        session, start = self._cached(keys)
+        session = None if session is None else self._copy(session)
         if len(turns) > 1:
             with self._lock:
                 self.hits, self.misses = (self.hits + 1, self.misses) if start else (self.hits, self.misses + 1)
         session = session or self._copy(template)
         reply = None
         for i in range(start, len(turns)):
+            if deadline is not None and time.perf_counter() >= deadline:
+                raise DeadlineExceeded(i - start, len(turns) - i)
             reply = session.send(turns[i])
             self._put(keys[i], session)
         return reply, len(turns) - start

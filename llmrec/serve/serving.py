@@ -5,6 +5,12 @@ the message count and length limits, that the last message is the user's. Its us
 then answered by :class:`~llmrec.serve.replay.Replayer` (the server is stateless) in a worker
 thread of :class:`~llmrec.serve.limiter.Limiter`, within ``serve_timeout_s``. Every refusal is an
 :class:`~llmrec.serve.protocol.APIError` naming the field at fault.
+
+Bounded work per request: at most ``serve_max_user_turns`` user messages (each may cost one
+ranking; all of the request's user messages count, whatever the snapshot cache holds, so that
+whether a request is accepted never depends on the cache); the limiter weighs the request by the
+turns it will replay (its cost); and the replay stops at the request's deadline (admission +
+``serve_timeout_s``), checked between turns.
 """
 
 from __future__ import annotations
@@ -44,23 +50,26 @@ from llmrec.serve.protocol import (
     ModelList,
     Usage,
 )
-from llmrec.serve.replay import Replayer
+from llmrec.serve.replay import DeadlineExceeded, Replayer
 from llmrec.serve.structured import answer_object, check_schema, item_dict, project
 
+STORE_RETRY_AFTER_S = 5
+"""``Retry-After`` seconds of a 503 when the store (a Chroma server) is unavailable or timed out."""
 CHUNK_CHARS = 256
 """Longest content piece of one streamed chunk (the content is cut at line ends first)."""
 
 
 def check_config(cfg: Config) -> None:
     """Raise ConfigError naming the ``serve_*`` key out of range: port 1..65535, body bytes, messages,
-    concurrency >= 1, queue and cache size >= 0, timeout > 0 and finite, message chars
+    user turns, connections, concurrency >= 1, queue and cache size >= 0, timeouts > 0 and finite, message chars
     1..4,000 (the chat parser's limit), a non-empty model name, an API key (when set) non-empty."""
     def bad(key, want):
         raise ConfigError(f"config key {key!r} must be {want}, got {getattr(cfg, key)!r}")
 
     if not 1 <= cfg.serve_port <= 65535:
         bad("serve_port", "in 1..65535")
-    for key in ("serve_max_body_bytes", "serve_max_messages", "serve_concurrency"):
+    for key in ("serve_max_body_bytes", "serve_max_messages", "serve_max_user_turns", "serve_max_connections",
+                "serve_concurrency"):
         if getattr(cfg, key) < 1:
             bad(key, ">= 1")
     for key in ("serve_queue", "serve_cache_size"):
@@ -68,8 +77,9 @@ def check_config(cfg: Config) -> None:
             bad(key, ">= 0")
     if not 1 <= cfg.serve_max_message_chars <= MAX_MESSAGE_CHARS:
         bad("serve_max_message_chars", f"in 1..{MAX_MESSAGE_CHARS} (the chat session's limit)")
-    if not (math.isfinite(cfg.serve_timeout_s) and cfg.serve_timeout_s > 0):
-        bad("serve_timeout_s", "a finite number of seconds > 0")
+    for key in ("serve_timeout_s", "serve_read_timeout_s"):
+        if not (math.isfinite(getattr(cfg, key)) and getattr(cfg, key) > 0):
+            bad(key, "a finite number of seconds > 0")
     if not cfg.serve_model_name.strip():
         bad("serve_model_name", "a non-empty name")
     if cfg.serve_api_key is not None and not cfg.serve_api_key.strip():
@@ -127,7 +137,8 @@ class ServingChat:
             APIError: 404 unknown ``model``; 400 for ``n`` != 1, ``stream_options`` without
                 ``stream``, ``tools``/``tool_choice``/``logprobs`` used, a ``json_schema`` format
                 without a schema or asking for properties llmrec does not produce, no messages, more
-                than ``serve_max_messages``, a non-text content part, a tool message, a user message
+                than ``serve_max_messages``, more than ``serve_max_user_turns`` user messages
+                (``code`` ``too_many_user_turns``), a non-text content part, a tool message, a user message
                 blank, not valid Unicode or longer than ``serve_max_message_chars``, or a last message
                 not the user's.
         """
@@ -159,6 +170,11 @@ class ServingChat:
         if len(req.messages) > self.cfg.serve_max_messages:
             raise APIError(400, f"at most {self.cfg.serve_max_messages} messages (serve_max_messages), got "
                            f"{len(req.messages)}", param="messages", code="too_many_messages")
+        users = sum(m.role == "user" for m in req.messages)
+        if users > self.cfg.serve_max_user_turns:
+            raise APIError(400, f"at most {self.cfg.serve_max_user_turns} user messages (serve_max_user_turns), got "
+                           f"{users}: each is replayed and may cost a ranking; start a new conversation or send "
+                           "only its latest turns", param="messages", code="too_many_user_turns")
         turns = []
         for i, m in enumerate(req.messages):
             if m.role in ("tool", "function"):
@@ -203,21 +219,24 @@ class ServingChat:
 
         Raises:
             APIError: the checks of :meth:`turns`; 429 when the worker pool and its queue are full
-                or the work queued ahead would pass ``serve_timeout_s`` (``Limiter.expected_s``);
-                504 past ``serve_timeout_s``; 400 for a message the chat session refuses; 500 when a
-                model fails.
+                or the work queued ahead plus this request's turns would pass ``serve_timeout_s``
+                (``Limiter.expected_s``); 504 past ``serve_timeout_s`` (the replay stops there too,
+                between turns); 400 for a message the chat session refuses; 500 when a model fails;
+                503 with ``Retry-After`` when the store is unavailable.
         """
         turns = self.turns(req)
+        timeout_s = self.cfg.serve_timeout_s
+        deadline = time.perf_counter() + timeout_s  # the limiter admits (or refuses) without awaiting first
         try:
-            (reply, replayed), timing = await self.limiter.run(partial(self.replayer.answer, turns),
-                                                                self.cfg.serve_timeout_s)
+            (reply, replayed), timing = await self.limiter.run(
+                partial(self.replayer.answer, turns, deadline=deadline), timeout_s, cost=self.replayer.pending(turns))
         except Busy:
             st = self.limiter.stats()
             raise APIError(429, f"the server is busy: {st['running'] + st['queued']} requests running or queued "
                            f"(room for {self.limiter.capacity}: serve_concurrency + serve_queue), or the wait "
                            f"would pass serve_timeout_s ({self.cfg.serve_timeout_s:g} s); retry later",
-                           type="rate_limit_error", code="server_busy") from None
-        except Timeout:
+                           type="rate_limit_error", code="server_busy", headers={"Retry-After": "1"}) from None
+        except (Timeout, DeadlineExceeded):
             raise APIError(504, f"no answer within {self.cfg.serve_timeout_s:g} s (serve_timeout_s), counted from "
                            "the request's admission, queue wait included", type="timeout_error",
                            code="timeout") from None
@@ -226,7 +245,8 @@ class ServingChat:
         except ModelError as e:
             raise APIError(500, f"the model failed: {e}", type="server_error", code="model_error") from None
         except StoreError as e:
-            raise APIError(503, f"the store is unavailable: {e}", type="server_error", code="store_unavailable") from None
+            raise APIError(503, f"the store is unavailable: {e}", type="server_error", code="store_unavailable",
+                           headers={"Retry-After": str(STORE_RETRY_AFTER_S)}) from None
         except LLMRecError as e:
             raise APIError(500, str(e), type="server_error") from None
         return reply, replayed, timing, turns

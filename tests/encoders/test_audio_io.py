@@ -1,6 +1,9 @@
 """load_audio on the real clips and on files written here (WAV, FLAC, MP3 by libsndfile; cut and
-damaged copies byte by byte): 16 kHz mono float32, the length cap, and typed errors naming the file."""
+damaged copies byte by byte): 16 kHz mono float32, the length cap, and typed errors naming the file;
+paths that are not regular files (devices, FIFOs, oversized sparse files) refused before they are read."""
 
+import os
+import threading
 from pathlib import Path
 
 import numpy as np
@@ -138,6 +141,48 @@ def test_bad_files_raise_audio_error_naming_the_file(tmp_path):
         assert e.value.path == str(path) and str(path) in str(e.value), name
         assert reason.lower() in e.value.reason.lower(), (name, e.value.reason)
         assert isinstance(e.value, DataError) and isinstance(e.value, LLMRecError)
+
+
+def _within(fn, seconds: float = 20.0, fifos=()):
+    """``fn()`` in a thread: its exception (None when it returned); fails, instead of hanging, when it
+    still runs after ``seconds`` (a reader blocked on one of ``fifos`` is released by opening a writer)."""
+    out = {}
+
+    def run():
+        try:
+            fn()
+            out["error"] = None
+        except BaseException as e:  # noqa: BLE001 - handed to the test
+            out["error"] = e
+
+    t = threading.Thread(target=run, daemon=True)
+    t.start()
+    t.join(seconds)
+    if t.is_alive():
+        for fifo in fifos:
+            os.close(os.open(fifo, os.O_WRONLY | os.O_NONBLOCK))
+        pytest.fail(f"still running after {seconds} s: it hangs on a non-regular file")
+    return out["error"]
+
+
+def test_devices_fifo_and_sparse_file_are_refused_unread(tmp_path):
+    fifo = tmp_path / "clip.ogg"
+    os.mkfifo(fifo)
+    sparse = tmp_path / "huge.wav"
+    with open(sparse, "wb") as f:
+        f.truncate(2_000_000_001)  # 2 GB of hole
+    cases = [("/dev/zero", "not a regular file (character device)"),
+             ("/dev/urandom", "not a regular file (character device)"),
+             (fifo, "not a regular file (FIFO)"),
+             (sparse, "2.0 GB (2,000,000,001 bytes), over media_max_bytes 200000000")]
+    for path, reason in cases:
+        e = _within(lambda p=path: load_audio(p), fifos=[fifo])
+        assert isinstance(e, AudioError) and e.path == str(path), (path, e)
+        assert reason in e.reason, (path, e.reason)
+    size = SPEECH.stat().st_size
+    assert load_audio(SPEECH, max_seconds=1, max_bytes=size).seconds == 1.0  # exactly the limit: read
+    with pytest.raises(AudioError, match=f"over media_max_bytes {size - 1}"):
+        load_audio(SPEECH, max_bytes=size - 1)
 
 
 def test_silence_check(speech):

@@ -1,6 +1,11 @@
-"""load_image on real posters and on edge-case files written here with Pillow (or byte by byte)."""
+"""load_image on real posters and on edge-case files written here with Pillow (or byte by byte);
+paths that are not regular files (devices, FIFOs, sockets, oversized sparse files) refused before
+they are read (llmrec.encoders.media_file)."""
 
+import os
+import socket
 import struct
+import threading
 import warnings
 import zlib
 from pathlib import Path
@@ -10,7 +15,9 @@ import pytest
 from PIL import Image
 
 from llmrec.config import Config
+from llmrec.encoders import media_file
 from llmrec.encoders.image_io import load_image, to_rgb
+from llmrec.encoders.media_file import human_bytes, open_media, sha256_of
 from llmrec.errors import ConfigError, DataError, ImageError, LLMRecError
 
 POSTERS = Path(__file__).resolve().parents[2].parent / "shared" / "data" / "posters"
@@ -246,6 +253,96 @@ def test_image_error_is_a_typed_data_error():
     e = ImageError("/x/poster.jpg", "truncated")
     assert isinstance(e, DataError) and isinstance(e, LLMRecError) and isinstance(e, ValueError)
     assert (e.path, e.reason, str(e)) == ("/x/poster.jpg", "truncated", "/x/poster.jpg: truncated")
+
+
+# -- paths that are not regular files (checked before anything is opened or read) ----------
+def within(fn, seconds: float = 20.0, fifos=()):
+    """``fn()`` in a thread: its exception (None when it returned). Fails, instead of hanging the
+    suite, when it is still running after ``seconds`` (a blocked open of a FIFO is then released by
+    opening each of ``fifos`` for writing)."""
+    out = {}
+
+    def run():
+        try:
+            fn()
+            out["error"] = None
+        except BaseException as e:  # noqa: BLE001 - handed to the test
+            out["error"] = e
+
+    t = threading.Thread(target=run, daemon=True)
+    t.start()
+    t.join(seconds)
+    if t.is_alive():
+        for fifo in fifos:
+            os.close(os.open(fifo, os.O_WRONLY | os.O_NONBLOCK))  # the blocked reader gets EOF
+        pytest.fail(f"still running after {seconds} s: it hangs on a non-regular file")
+    return out["error"]
+
+
+@pytest.mark.parametrize("device", ["/dev/zero", "/dev/urandom", "/dev/null"])
+def test_devices_are_refused_unread(device):
+    e = within(lambda: load_image(device))
+    assert isinstance(e, ImageError) and e.path == device, e
+    assert e.reason.startswith("not a regular file (character device)"), e.reason
+
+
+def test_fifo_is_refused_without_blocking(tmp_path):
+    fifo = tmp_path / "poster.jpg"
+    os.mkfifo(fifo)
+    e = within(lambda: load_image(fifo), fifos=[fifo])
+    assert isinstance(e, ImageError) and e.path == str(fifo) and "not a regular file (FIFO)" in e.reason, e
+
+
+def test_socket_and_link_to_a_device(tmp_path):
+    sock_path = tmp_path / "s.jpg"
+    with socket.socket(socket.AF_UNIX) as sock:
+        sock.bind(str(sock_path))
+        e = within(lambda: load_image(sock_path))
+        assert isinstance(e, ImageError) and "not a regular file (socket)" in e.reason, e
+    (tmp_path / "zero.jpg").symlink_to("/dev/zero")
+    e = within(lambda: load_image(tmp_path / "zero.jpg"))
+    assert isinstance(e, ImageError) and "(character device /dev/zero, through a symbolic link)" in e.reason, e
+
+
+def test_size_limit_and_sparse_file(tmp_path):
+    poster = POSTERS / "2.jpg"
+    size = poster.stat().st_size
+    assert load_image(poster, max_bytes=size).size[0] > 0  # exactly the limit: read
+    with pytest.raises(ImageError, match=f"over media_max_bytes {size - 1}"):
+        load_image(poster, max_bytes=size - 1)
+    sparse = tmp_path / "huge.jpg"
+    with open(sparse, "wb") as f:
+        f.truncate(12_345_678_901)  # 12 GB of hole: nothing written, nothing may be read
+    e = within(lambda: load_image(sparse), seconds=5)
+    assert isinstance(e, ImageError), e
+    assert e.reason == "12.3 GB (12,345,678,901 bytes), over media_max_bytes 200000000", e.reason
+
+
+def test_stat_open_race_is_caught_on_the_opened_file(tmp_path, monkeypatch):
+    # The path passes the stat (a regular file then) and is a FIFO when opened: the open must not
+    # block (O_NONBLOCK), and the fstat of what was opened refuses it.
+    regular = os.stat(POSTERS / "2.jpg")
+    fifo = tmp_path / "swapped.jpg"
+    os.mkfifo(fifo)
+    real_stat = os.stat
+    monkeypatch.setattr(media_file.os, "stat", lambda p, *a, **k: regular if str(p) == str(fifo) else real_stat(p, *a, **k))
+    e = within(lambda: open_media(fifo, 10**9, ImageError, "image").close(), fifos=[fifo])
+    assert isinstance(e, ImageError) and "not a regular file (FIFO)" in e.reason, e
+
+
+def test_opened_file_is_blocking_and_hash_is_capped(tmp_path):
+    import fcntl
+    import hashlib
+
+    path = tmp_path / "a.bin"
+    path.write_bytes(b"x" * 3000)
+    with open_media(path, 3000, ImageError, "image") as f:
+        assert not fcntl.fcntl(f.fileno(), fcntl.F_GETFL) & os.O_NONBLOCK
+        assert sha256_of(f, path, 3000, ImageError) == hashlib.sha256(b"x" * 3000).hexdigest()
+        with pytest.raises(ImageError, match="grew past media_max_bytes 2999"):  # more bytes than were allowed
+            sha256_of(f, path, 2999, ImageError)
+    assert [human_bytes(n) for n in (0, 999, 1000, 1_500_000, 999_960_000, 12_345_678_901)] == [
+        "0 B", "999 B", "1.0 kB", "1.5 MB", "1.0 GB", "12.3 GB"]
 
 
 # -- configuration --------------------------------------------------------------------------

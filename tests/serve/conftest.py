@@ -13,6 +13,7 @@ import uvicorn
 
 from llmrec.recommender import Recommender
 from llmrec.serve import create_app
+from llmrec.serve.transport import uvicorn_options
 
 SMALL = {"ranker": "zero-shot", "explain": "grounded", "candidates": 5, "history_max": 5, "k": 3}
 """The smaller real configuration the servers run (also written to YAML for the CLI test)."""
@@ -20,11 +21,12 @@ SMALL = {"ranker": "zero-shot", "explain": "grounded", "candidates": 5, "history
 
 @contextmanager
 def live(recommender, cfg):
-    """A running server; yields an object with ``url`` (``http://127.0.0.1:PORT``) and ``app``."""
+    """A running server with ``cfg``'s uvicorn settings (``transport.uvicorn_options``, as ``llmrec serve``);
+    yields an object with ``url`` (``http://127.0.0.1:PORT``) and ``app``."""
     app = create_app(recommender, cfg)
     sock = socket.socket()
     sock.bind(("127.0.0.1", 0))
-    server = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="on"))
+    server = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="on", **uvicorn_options(cfg)))
     thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
     thread.start()
     deadline = time.monotonic() + 30
