@@ -4,8 +4,9 @@ Items, one JSON object per line (JSONL)::
 
     {"id": "42", "title": "...", "text": "...", "image": "poster.jpg", "audio": "clip.ogg", ...}
 
-``id`` and ``title`` are required strings (a numeric id is read as its decimal string);
-``text``, ``image`` and ``audio`` are optional; other keys are kept as metadata (scalars only).
+``id`` and ``title`` are required strings (a numeric id is read as its decimal string; a title
+is at most ``title_max_chars`` characters, config ``title_max_chars``, 500 by default, once
+stripped); ``text``, ``image`` and ``audio`` are optional; other keys are kept as metadata (scalars only).
 Relative media paths are resolved against the JSONL file's folder, into absolute paths (the
 store keeps them, and a later ingest from another working directory finds the same files).
 
@@ -20,10 +21,13 @@ import math
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from llmrec.config import Config
 from llmrec.data.types import Dataset, Interaction, Item
 from llmrec.errors import CatalogLineError, DataError
 
 _CORE = ("id", "title", "text", "image", "audio")
+TITLE_MAX_CHARS: int = Config.title_max_chars
+"""The default title cap (config ``title_max_chars``'s default), characters."""
 _INT64 = (-(2**63), 2**63 - 1)  # the store keeps integers as int64
 
 
@@ -88,15 +92,24 @@ def _id(value, what: str) -> str:
     return s
 
 
-def _parse_item(obj, base: Path) -> Item:
+def _title(value, max_chars: int) -> str:
+    """The stripped title; ValueError when it is not a non-empty string or is over ``max_chars``."""
+    if not isinstance(value, str) or not value.strip():
+        raise ValueError("field 'title' must be a non-empty string")
+    title = value.strip()
+    if len(title) > max_chars:
+        raise ValueError(f"field 'title' is {len(title)} characters long, over the limit of {max_chars} "
+                         "(config title_max_chars)")
+    return title
+
+
+def _parse_item(obj, base: Path, title_max_chars: int = TITLE_MAX_CHARS) -> Item:
     if not isinstance(obj, dict):
         raise ValueError(f"expected a JSON object, got {type(obj).__name__}")
     if "id" not in obj:
         raise ValueError("missing required field 'id'")
     iid = _id(obj["id"], "field 'id'")
-    title = obj.get("title")
-    if not isinstance(title, str) or not title.strip():
-        raise ValueError("field 'title' must be a non-empty string")
+    title = _title(obj.get("title"), title_max_chars)
     text = obj.get("text", "") or ""
     if not isinstance(text, str):
         raise ValueError("field 'text' must be a string")
@@ -119,18 +132,21 @@ def _parse_item(obj, base: Path) -> Item:
             raise ValueError(f"field {k!r} is an integer outside the 64-bit range the store keeps")
         if v is not None:
             extra[k] = v
-    return Item(iid, title.strip(), text.strip(), media.get("image"), media.get("audio"), extra)
+    return Item(iid, title, text.strip(), media.get("image"), media.get("audio"), extra)
 
 
-def load_items_jsonl(path: str | Path, skip_bad: bool = False, report: LoadReport | None = None) -> list[Item]:
+def load_items_jsonl(path: str | Path, skip_bad: bool = False, report: LoadReport | None = None,
+                     title_max_chars: int = TITLE_MAX_CHARS) -> list[Item]:
     """Read a JSONL catalog.
 
-    UTF-8 with or without a BOM; LF or CRLF line ends.
+    UTF-8 with or without a BOM; LF or CRLF line ends. Nothing is written: a caller that refuses
+    bad input does so before storing anything.
 
     Raises:
         CatalogLineError: ``file:line: reason`` for the first malformed line (invalid JSON or
-            UTF-8, not an object, wrong field types, non-finite numbers, a key twice) or duplicate
-            id (with ``skip_bad``, such lines go to ``report.skipped`` and the rest is read).
+            UTF-8, not an object, wrong field types, non-finite numbers, a key twice, a title over
+            ``title_max_chars`` characters) or duplicate id (with ``skip_bad``, such lines go to
+            ``report.skipped`` and the rest is read).
         DataError: the file is missing, a directory, unreadable, or holds no item.
     """
     path = Path(path)
@@ -142,7 +158,7 @@ def load_items_jsonl(path: str | Path, skip_bad: bool = False, report: LoadRepor
                 continue
             try:
                 obj = json.loads(_utf8(line), object_pairs_hook=_no_duplicate_keys)
-                item = _parse_item(obj, path.absolute().parent)
+                item = _parse_item(obj, path.absolute().parent, title_max_chars)
                 if item.id in seen:
                     raise ValueError(f"duplicate item id {item.id!r} (first on line {seen[item.id]})")
             except (ValueError, RecursionError) as e:  # JSONDecodeError is a ValueError
@@ -222,11 +238,13 @@ def load_interactions_csv(
 
 
 def load_catalog(
-    items_path: str | Path, interactions_path: str | Path | None = None, skip_bad: bool = False
+    items_path: str | Path, interactions_path: str | Path | None = None, skip_bad: bool = False,
+    title_max_chars: int = TITLE_MAX_CHARS,
 ) -> tuple[Dataset, LoadReport]:
-    """Load a JSONL catalog and its optional interactions CSV (see the module docstring)."""
+    """Load a JSONL catalog and its optional interactions CSV (see the module docstring); raises
+    what :func:`load_items_jsonl` and :func:`load_interactions_csv` raise."""
     report = LoadReport()
-    items = load_items_jsonl(items_path, skip_bad, report)
+    items = load_items_jsonl(items_path, skip_bad, report, title_max_chars)
     inter = []
     if interactions_path:
         inter = load_interactions_csv(interactions_path, {i.id for i in items}, skip_bad, report)
