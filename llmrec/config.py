@@ -440,6 +440,14 @@ class Config:
         """:meth:`as_dict` with every set secret key (:func:`secret_keys`) replaced by ``SECRET_MASK``."""
         return {k: (SECRET_MASK if k in secret_keys() and v is not None else v) for k, v in self.as_dict().items()}
 
+    def __repr__(self) -> str:
+        """``Config(key=value, ...)`` like the dataclass's own, but a set secret shows as ``SECRET_MASK``
+        (a traceback, a debug print or a test failure never shows the key)."""
+        secret = secret_keys()
+        shown = {f.name: (SECRET_MASK if f.name in secret and getattr(self, f.name) is not None else getattr(self, f.name))
+                 for f in fields(self)}
+        return f"{type(self).__name__}(" + ", ".join(f"{k}={v!r}" for k, v in shown.items()) + ")"
+
     def replace(self, **changes: Any) -> Config:
         """A copy with ``changes`` applied (``None`` values ignored), coerced and checked like :meth:`load`.
 
@@ -464,24 +472,25 @@ class Config:
     def non_default(self) -> dict[str, Any]:
         """The keys whose value differs from the default, in field order. ``home`` and
         ``ml_latest_small_dir`` are compared with their default computed now (from ``LLMREC_HOME``
-        and the checkout), so a value equal to it counts as default."""
+        and the checkout), so a value equal to it counts as default. A set secret key's value is
+        ``SECRET_MASK`` (this is what :meth:`summary` shows; read the real value from the attribute)."""
         out = {}
         for f in fields(self):
             default = f.default_factory() if f.default_factory is not dataclasses.MISSING else f.default
             if getattr(self, f.name) != default:
-                out[f.name] = getattr(self, f.name)
+                out[f.name] = SECRET_MASK if f.name in secret_keys() else getattr(self, f.name)
         return out
 
     def summary(self) -> str:
-        """One short line: the non-default keys (sorted), each with its source; or ``all defaults``."""
+        """One short line: the non-default keys (sorted), each with its source; or ``all defaults``.
+        A set secret shows as ``SECRET_MASK`` (from :meth:`non_default`): ``serve_api_key=<hidden> (env
+        LLMREC_SERVE_API_KEY)``."""
         changed = self.non_default()
         if not changed:
             return "llmrec config: all defaults"
         sources = self.sources()
-        secret = secret_keys()
         return "llmrec config (non-default): " + ", ".join(
-            f"{k}={SECRET_MASK if k in secret else _show(changed[k])} ({sources.get(k, 'code')})"
-            for k in sorted(changed))
+            f"{k}={_show(changed[k])} ({sources.get(k, 'code')})" for k in sorted(changed))
 
     def write(self, path: str | os.PathLike) -> Path:
         """Write the full effective config as JSON: every key (paths as strings) plus ``"sources"``,
@@ -489,8 +498,10 @@ class Config:
         Returns the path.
 
         A set secret key (:func:`secret_keys`, e.g. ``serve_api_key``) is written as ``SECRET_MASK``,
-        never its value; for the other keys, ``Config.load(env={}, overrides={k: v for k, v in
-        data.items() if k not in ("sources", *secret_keys())})`` gives an equal config.
+        never its value (an unset one as ``null``); its source is still written. So ``Config.load(env={},
+        overrides={k: v for k, v in data.items() if k not in ("sources", *secret_keys())})`` gives a config
+        equal to this one in every key but the secrets, which take their default (or, with ``env=None``,
+        the environment's value); loading the placeholder itself as a secret raises ``ConfigError``.
         """
         path = Path(path)
         sources = self.sources()
@@ -559,6 +570,16 @@ def secret_keys() -> frozenset[str]:
     """Names of the keys marked ``metadata={"secret": True}`` on their field (today ``serve_api_key``):
     never printed or written by llmrec."""
     return frozenset(f.name for f in fields(Config) if f.metadata.get("secret"))
+
+
+def _check_secrets(cfg: Config) -> None:
+    """Raise ConfigError when a secret key holds ``SECRET_MASK``, e.g. a ``config.json`` loaded back as
+    is: the placeholder must never become the API key ``llmrec serve`` accepts."""
+    for name in sorted(secret_keys()):
+        if getattr(cfg, name) == SECRET_MASK:
+            raise ConfigError(f"config key {name!r} is {SECRET_MASK!r}, the placeholder llmrec writes in place of "
+                              f"a secret (config.json): give the real value (env LLMREC_{name.upper()}) or leave "
+                              "the key out")
 
 
 def _show(v: Any) -> str:
@@ -674,6 +695,7 @@ def _coerce(cfg: Config) -> Config:
         if getattr(cfg, name) < 0:
             raise ConfigError(f"config key {name!r} must be >= 0, got {getattr(cfg, name)}")
     _check_vllm(cfg)
+    _check_secrets(cfg)
     return cfg
 
 

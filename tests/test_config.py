@@ -91,3 +91,57 @@ def test_replace_keeps_sources(tmp_path):
     assert cfg.sources() == {"threads": "env LLMREC_THREADS", "k": "flag"}  # the original is unchanged
     assert "_sources" not in new.as_dict() and new == cfg.replace(data_dir=tmp_path / "d")
     assert Config().summary() == "llmrec config: all defaults" and Config(k=3).summary().endswith("k=3 (code)")
+
+
+SECRET = "sk-unit-0123456789abcdef"
+
+
+def test_secret_is_masked_in_summary_non_default_and_repr():
+    cfg = Config.load(env={"LLMREC_SERVE_API_KEY": SECRET}, overrides={"k": 3})
+    assert cfg.serve_api_key == SECRET  # the program still has it
+    assert cfg.summary() == ("llmrec config (non-default): k=3 (flag), "
+                             "serve_api_key=<hidden> (env LLMREC_SERVE_API_KEY)")
+    assert cfg.non_default() == {"k": 3, "serve_api_key": "<hidden>"}
+    assert SECRET not in repr(cfg) and "serve_api_key='<hidden>'" in repr(cfg)
+    # a key given in a file or by the program is masked the same way; an unset one stays visible as unset
+    assert SECRET not in cfg.replace(serve_api_key=SECRET + "x").summary()
+    assert "serve_api_key=None" in repr(Config())
+
+
+def test_write_masks_secrets_in_a_0600_file_and_round_trips_the_rest(tmp_path):
+    import dataclasses
+    import json
+    import os
+    import stat
+
+    cfg = Config.load(env={"LLMREC_SERVE_API_KEY": SECRET}, overrides={"k": 3, "data_dir": tmp_path / "s"})
+    out = tmp_path / "out" / "config.json"
+    out.parent.mkdir()
+    out.write_text("{}")
+    out.chmod(0o644)  # an older, world-readable config.json, and a stale temporary file beside it
+    (tmp_path / "out" / "config.json.part").write_text(SECRET)
+    old_umask = os.umask(0)  # the mode must not depend on the umask
+    try:
+        cfg.write(out)
+    finally:
+        os.umask(old_umask)
+    assert stat.S_IMODE(out.stat().st_mode) == 0o600
+    assert sorted(p.name for p in out.parent.iterdir()) == ["config.json"]
+    text = out.read_text()
+    assert SECRET not in text
+    data = json.loads(text)
+    assert data["serve_api_key"] == "<hidden>" and data["sources"]["serve_api_key"] == "env LLMREC_SERVE_API_KEY"
+    back = Config.load(env={}, overrides={k: v for k, v in data.items() if k not in ("sources", "serve_api_key")})
+    assert back == dataclasses.replace(cfg, serve_api_key=None)  # every other key as written
+    assert back.as_dict() == {**cfg.as_dict(), "serve_api_key": None}
+    assert json.loads(Config().write(tmp_path / "unset.json").read_text())["serve_api_key"] is None
+
+
+def test_the_placeholder_never_becomes_a_secret(tmp_path):
+    import json
+
+    data = json.loads(Config.load(env={"LLMREC_SERVE_API_KEY": SECRET}).write(tmp_path / "c.json").read_text())
+    with pytest.raises(ConfigError, match="serve_api_key.*placeholder.*LLMREC_SERVE_API_KEY"):
+        Config.load(env={}, overrides={k: v for k, v in data.items() if k != "sources"})
+    with pytest.raises(ConfigError, match="serve_api_key"):
+        Config.load(env={"LLMREC_SERVE_API_KEY": "<hidden>"})

@@ -62,3 +62,26 @@ def test_no_command_prints_or_writes_the_key(base_cfg, tmp_path, key, capsys):
     assert _files_holding(store, key) == [] and _files_holding(out_dir, key) == []
     for written in (store / "config.json", out_dir / "config.json"):
         assert stat.S_IMODE(written.stat().st_mode) == 0o600, written
+
+
+def test_serve_startup_log_hides_the_key(tmp_path, key):
+    """``llmrec serve`` as a real process: its config line says a key is set but not which; the error it
+    stops with (no store in the empty ``--data-dir``) names neither, and nothing it writes holds the key."""
+    import socket
+    import subprocess
+    import sys
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    home, store = tmp_path / "home", tmp_path / "empty-store"
+    store.mkdir()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("LLMREC_")}
+    env.update(LLMREC_SERVE_API_KEY=key, LLMREC_HOME=str(home), OMP_NUM_THREADS="1")
+    done = subprocess.run([sys.executable, "-m", "llmrec.cli", "serve", "--data-dir", str(store), "--port", str(port)],
+                          env=env, capture_output=True, text=True, timeout=120)
+    log = done.stdout + done.stderr
+    assert done.returncode == 2 and f"no store at {store}" in log, log
+    assert f"serve_api_key={SECRET_MASK} (env LLMREC_SERVE_API_KEY)" in log
+    assert key not in log
+    assert _files_holding(tmp_path, key) == []

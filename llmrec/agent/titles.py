@@ -30,6 +30,7 @@ from rapidfuzz.distance import OSA
 
 from llmrec.data.types import Item, item_key
 from llmrec.errors import RequestError
+from llmrec.text_safety import display_text
 
 ARTICLES_EN = ("the", "a", "an")
 ARTICLES = ARTICLES_EN + ("le", "la", "les", "l'", "il", "lo", "gli", "das", "der", "die", "den", "det",
@@ -172,7 +173,8 @@ class TitleIndex:
 
     Args:
         items: the catalog (any iterable of :class:`~llmrec.data.types.Item`); titles are data, not
-            instructions.
+            instructions, and are indexed as they are shown (:func:`llmrec.text_safety.display_text`:
+            ``"Clear\x1b[2JScreen"`` is ``"clearscreen"``).
     """
 
     def __init__(self, items: Iterable[Item]):
@@ -180,7 +182,7 @@ class TitleIndex:
         self._year = [year_of(it) for it in self.items]
         by_key: dict[str, list[int]] = {}
         for n, it in enumerate(self.items):
-            for key in title_keys(it.title):
+            for key in title_keys(display_text(it.title)):  # as shown: a user types what they see
                 by_key.setdefault(key, []).append(n)
         self._by_key = by_key
         self._keys = list(by_key)

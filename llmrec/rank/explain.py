@@ -3,9 +3,9 @@
 For each recommended item the history items it relates to are chosen by cosine similarity of
 their vectors (the evidence); the explanation names them, and with ``explain="llm"`` the LLM adds
 one sentence generated from a prompt that holds only that evidence (``prompts/explain.*.txt``).
-An explanation is one line of displayable text: cited titles go through
-:func:`llmrec.rank.prompts.quote` (control and format characters removed, cut at 80 characters)
-and the generated sentence through :func:`llmrec.text_safety.display_text`.
+An explanation is one line of displayable text: cited titles are shown as
+:func:`llmrec.text_safety.display_text` shows them, then quoted by :func:`llmrec.rank.prompts.quote`
+(cut at 80 characters), and the generated sentence goes through ``display_text``.
 """
 
 from __future__ import annotations
@@ -36,7 +36,8 @@ def _genres(item: Item) -> list[str]:
 
 def grounded(item: Item, cited: list[Item]) -> str:
     """A template explanation naming the cited history items (no generation); each cited item
-    carries the genres it really shares with the recommended one, if any."""
+    carries the genres it really shares with the recommended one, if any. One line: cited titles
+    as :func:`~llmrec.text_safety.display_text` shows them."""
     if not cited:
         return "Popular with other users; there is no history to personalise on yet."
     mine = _genres(item)
@@ -44,7 +45,7 @@ def grounded(item: Item, cited: list[Item]) -> str:
     for c in cited:
         theirs = set(_genres(c))
         shared = [g for g in mine if g in theirs]
-        parts.append(quote(c.title, 80) + (f" (also {', '.join(shared)})" if shared else ""))
+        parts.append(quote(display_text(c.title), 80) + (f" (also {', '.join(shared)})" if shared else ""))
     return f"Because you watched {' and '.join(parts)}."
 
 
