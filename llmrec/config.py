@@ -12,6 +12,7 @@ the dataclass fields: :meth:`Config.summary` is the one line the commands print,
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 import math
 import os
@@ -438,14 +439,12 @@ class Config:
 
     def masked_dict(self) -> dict[str, Any]:
         """:meth:`as_dict` with every set secret key (:func:`secret_keys`) replaced by ``SECRET_MASK``."""
-        return {k: (SECRET_MASK if k in secret_keys() and v is not None else v) for k, v in self.as_dict().items()}
+        return {k: _masked(k, v) for k, v in self.as_dict().items()}
 
     def __repr__(self) -> str:
         """``Config(key=value, ...)`` like the dataclass's own, but a set secret shows as ``SECRET_MASK``
         (a traceback, a debug print or a test failure never shows the key)."""
-        secret = secret_keys()
-        shown = {f.name: (SECRET_MASK if f.name in secret and getattr(self, f.name) is not None else getattr(self, f.name))
-                 for f in fields(self)}
+        shown = {f.name: _masked(f.name, getattr(self, f.name)) for f in fields(self)}
         return f"{type(self).__name__}(" + ", ".join(f"{k}={v!r}" for k, v in shown.items()) + ")"
 
     def replace(self, **changes: Any) -> Config:
@@ -478,7 +477,7 @@ class Config:
         for f in fields(self):
             default = f.default_factory() if f.default_factory is not dataclasses.MISSING else f.default
             if getattr(self, f.name) != default:
-                out[f.name] = SECRET_MASK if f.name in secret_keys() else getattr(self, f.name)
+                out[f.name] = _masked(f.name, getattr(self, f.name))
         return out
 
     def summary(self) -> str:
@@ -566,10 +565,16 @@ SECRET_MASK = "<hidden>"
 """What :meth:`Config.summary` and :meth:`Config.write` show for a set secret key."""
 
 
+@functools.cache
 def secret_keys() -> frozenset[str]:
     """Names of the keys marked ``metadata={"secret": True}`` on their field (today ``serve_api_key``):
     never printed or written by llmrec."""
     return frozenset(f.name for f in fields(Config) if f.metadata.get("secret"))
+
+
+def _masked(name: str, value: Any) -> Any:
+    """``value`` as llmrec may show or write it: ``SECRET_MASK`` for a set secret key."""
+    return SECRET_MASK if value is not None and name in secret_keys() else value
 
 
 def _check_secrets(cfg: Config) -> None:

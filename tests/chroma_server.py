@@ -87,3 +87,17 @@ class ChromaServer:
     def resume(self) -> None:
         if self.proc is not None and self.proc.poll() is None:
             os.kill(self.proc.pid, signal.SIGCONT)
+
+
+@contextmanager
+def running(folder: Path):
+    """A fresh :class:`ChromaServer` on ``folder`` (created), started inside the block; on leaving it,
+    resumed if a test paused it, then stopped."""
+    folder.mkdir(parents=True, exist_ok=True)
+    srv = ChromaServer(folder)
+    srv.start()
+    try:
+        yield srv
+    finally:
+        srv.resume()
+        srv.stop()

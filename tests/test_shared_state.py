@@ -20,7 +20,7 @@ import pytest
 
 from llmrec.data.types import Dataset, Interaction, Item
 from llmrec.errors import DataError, ModelError, StoreError, UnknownUserError
-from tests.chroma_server import QUIET, ChromaServer
+from tests.chroma_server import QUIET, running
 
 ROOT = Path(__file__).resolve().parents[1]
 WORKER = Path(__file__).with_name("shared_state_worker.py")
@@ -29,13 +29,8 @@ WORKER = Path(__file__).with_name("shared_state_worker.py")
 @pytest.fixture
 def server(tmp_path):
     """A fresh `chroma run` server on its own folder; stopped after the test."""
-    (tmp_path / "server").mkdir()
-    srv = ChromaServer(tmp_path / "server")
-    srv.start()
-    try:
+    with running(tmp_path / "server") as srv:
         yield srv
-    finally:
-        srv.stop()
 
 
 @pytest.fixture

@@ -26,7 +26,7 @@ import pytest
 
 from llmrec.data.types import Dataset, Interaction, Item
 from llmrec.errors import StoreError, UnknownUserError
-from tests.chroma_server import QUIET, ChromaServer
+from tests.chroma_server import QUIET, running
 
 ROOT = Path(__file__).resolve().parents[1]
 TIMEOUT_S = 1.5
@@ -36,14 +36,9 @@ SLACK_S = 3.0
 
 @pytest.fixture
 def server(tmp_path):
-    (tmp_path / "server").mkdir()
-    srv = ChromaServer(tmp_path / "server")
-    srv.start()
-    try:
+    """A fresh `chroma run` server on its own folder; stopped after the test."""
+    with running(tmp_path / "server") as srv:
         yield srv
-    finally:
-        srv.resume()
-        srv.stop()
 
 
 def _films(n: int, start: int = 1) -> list[Item]:

@@ -3,7 +3,6 @@ damaged copies byte by byte): 16 kHz mono float32, the length cap, and typed err
 paths that are not regular files (devices, FIFOs, oversized sparse files) refused before they are read."""
 
 import os
-import threading
 from pathlib import Path
 
 import numpy as np
@@ -19,6 +18,7 @@ from llmrec.encoders.audio_io import (
     to_16k_mono,
 )
 from llmrec.errors import AudioError, ConfigError, DataError, LLMRecError
+from tests.hang_guard import within
 
 AUDIO = Path(__file__).resolve().parents[2].parent / "shared" / "data" / "audio"
 SPEECH = AUDIO / "198-209-0000.ogg"  # LibriSpeech, 22,050 Hz mono, 13.9 s
@@ -143,28 +143,6 @@ def test_bad_files_raise_audio_error_naming_the_file(tmp_path):
         assert isinstance(e.value, DataError) and isinstance(e.value, LLMRecError)
 
 
-def _within(fn, seconds: float = 20.0, fifos=()):
-    """``fn()`` in a thread: its exception (None when it returned); fails, instead of hanging, when it
-    still runs after ``seconds`` (a reader blocked on one of ``fifos`` is released by opening a writer)."""
-    out = {}
-
-    def run():
-        try:
-            fn()
-            out["error"] = None
-        except BaseException as e:  # noqa: BLE001 - handed to the test
-            out["error"] = e
-
-    t = threading.Thread(target=run, daemon=True)
-    t.start()
-    t.join(seconds)
-    if t.is_alive():
-        for fifo in fifos:
-            os.close(os.open(fifo, os.O_WRONLY | os.O_NONBLOCK))
-        pytest.fail(f"still running after {seconds} s: it hangs on a non-regular file")
-    return out["error"]
-
-
 def test_devices_fifo_and_sparse_file_are_refused_unread(tmp_path):
     fifo = tmp_path / "clip.ogg"
     os.mkfifo(fifo)
@@ -176,7 +154,7 @@ def test_devices_fifo_and_sparse_file_are_refused_unread(tmp_path):
              (fifo, "not a regular file (FIFO)"),
              (sparse, "2.0 GB (2,000,000,001 bytes), over media_max_bytes 200000000")]
     for path, reason in cases:
-        e = _within(lambda p=path: load_audio(p), fifos=[fifo])
+        e = within(lambda p=path: load_audio(p), fifos=[fifo])
         assert isinstance(e, AudioError) and e.path == str(path), (path, e)
         assert reason in e.reason, (path, e.reason)
     size = SPEECH.stat().st_size

@@ -5,7 +5,6 @@ they are read (llmrec.encoders.media_file)."""
 import os
 import socket
 import struct
-import threading
 import warnings
 import zlib
 from pathlib import Path
@@ -19,6 +18,7 @@ from llmrec.encoders import media_file
 from llmrec.encoders.image_io import load_image, to_rgb
 from llmrec.encoders.media_file import human_bytes, open_media, sha256_of
 from llmrec.errors import ConfigError, DataError, ImageError, LLMRecError
+from tests.hang_guard import within
 
 POSTERS = Path(__file__).resolve().parents[2].parent / "shared" / "data" / "posters"
 GREY_POSTERS = ["3814.jpg", "2639.jpg"]  # the two greyscale JPEGs among the posters
@@ -256,29 +256,6 @@ def test_image_error_is_a_typed_data_error():
 
 
 # -- paths that are not regular files (checked before anything is opened or read) ----------
-def within(fn, seconds: float = 20.0, fifos=()):
-    """``fn()`` in a thread: its exception (None when it returned). Fails, instead of hanging the
-    suite, when it is still running after ``seconds`` (a blocked open of a FIFO is then released by
-    opening each of ``fifos`` for writing)."""
-    out = {}
-
-    def run():
-        try:
-            fn()
-            out["error"] = None
-        except BaseException as e:  # noqa: BLE001 - handed to the test
-            out["error"] = e
-
-    t = threading.Thread(target=run, daemon=True)
-    t.start()
-    t.join(seconds)
-    if t.is_alive():
-        for fifo in fifos:
-            os.close(os.open(fifo, os.O_WRONLY | os.O_NONBLOCK))  # the blocked reader gets EOF
-        pytest.fail(f"still running after {seconds} s: it hangs on a non-regular file")
-    return out["error"]
-
-
 @pytest.mark.parametrize("device", ["/dev/zero", "/dev/urandom", "/dev/null"])
 def test_devices_are_refused_unread(device):
     e = within(lambda: load_image(device))
