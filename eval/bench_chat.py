@@ -16,7 +16,7 @@ asking; those titles count as unresolved for that user and the reply that follow
 Reported: the share of titles resolved to the right item (the same film: a duplicate catalog entry
 of the same title and year counts as right), every wrong or unresolved title (``unresolved.tsv``),
 Recall@10 and NDCG@10 of both paths with 95% percentile-bootstrap intervals over users and the
-paired bootstrap interval of the difference (``llmrec.eval.metrics``), and the latency per turn
+paired bootstrap interval of the difference (``llmrec.metrics``), and the latency per turn
 (seconds; p50/p90 over chat turns, "never mind" turns included, beside the direct calls'). Written
 to ``DIR/bench_chat.json`` and ``DIR/bench_chat.md``.
 
@@ -42,7 +42,7 @@ from llmrec.agent.titles import typed_title
 from llmrec.config import Config
 from llmrec.data.movielens import load_ml100k
 from llmrec.data.splits import leave_one_out
-from llmrec.eval.metrics import bootstrap_ci, ndcg_list, paired_diff_ci, recall_list
+from llmrec.metrics import bootstrap_ci, ndcg_list, paired_diff_ci, recall_list
 from llmrec.recommender import Recommender
 
 K = 10

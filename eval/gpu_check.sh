@@ -15,7 +15,7 @@ REPO=$(cd "$(dirname "$0")/.." && pwd)
 GPU_DIR="$REPO/.gpu"
 if [ "${1:-}" = prepare ]; then
   PY=${PYTHON:-$REPO/.venv/bin/python}
-  MODEL=$("$PY" -c "from llmrec.config import Config; from llmrec.models import BUILTIN_LLM; print(Config.load(env={}).models_dir() / BUILTIN_LLM)")
+  MODEL=$("$PY" -c "from llmrec.config import Config; from llmrec.encoders.locations import BUILTIN_LLM; print(Config.load(env={}).models_dir() / BUILTIN_LLM)")
   mkdir -p "$GPU_DIR/model"
   for f in config.json tokenizer.json tokenizer_config.json chat_template.jinja generation_config.json; do
     if [ -f "$MODEL/$f" ]; then cp "$MODEL/$f" "$GPU_DIR/model/"; fi

@@ -31,7 +31,7 @@ def _print_config(cfg: Config) -> None:
 
 
 def cmd_models_prepare(args) -> int:
-    from llmrec.models import prepare
+    from llmrec.prepare import prepare
 
     cfg = _config(args)
     _print_config(cfg)
@@ -41,7 +41,7 @@ def cmd_models_prepare(args) -> int:
 
 def cmd_ingest(args) -> int:
     from llmrec.ingest import ingest, load_dataset
-    from llmrec.ingest_images import images_wanted
+    from llmrec.ingest.image import images_wanted
 
     if args.images is not None:
         args.extra_overrides = {"ingest_images": args.images}
@@ -141,7 +141,7 @@ def cmd_train_retriever(args) -> int:
 
 
 def cmd_train_projector(args) -> int:
-    from llmrec.align.run import train_projector
+    from llmrec.projector.run import train_projector
 
     cfg = _config(args)
     _print_config(cfg)
@@ -172,13 +172,16 @@ def cmd_train_ranker(args) -> int:
         man, folder = train_for_split(cfg, log=log, fresh=args.fresh), ranker_dir(cfg)
     else:  # the store, for recommend
         from llmrec.rank.store import ranker_path, train_for_store
+        from llmrec.rank.train import params_from
+        from llmrec.recommender import Recommender
 
         args.extra_overrides = {"ranker_dir": args.out}
         cfg = _config(args)
         _print_config(cfg)
         if cfg.threads:
             torch.set_num_threads(cfg.threads)
-        man, folder = train_for_store(cfg, log=log, fresh=args.fresh), ranker_path(cfg)
+        params_from(cfg)  # bad ranker_* keys fail before the store is loaded
+        man, folder = train_for_store(cfg, Recommender.load(config=cfg), log=log, fresh=args.fresh), ranker_path(cfg)
     b = man["best"]
     print(f"trained ranker ({'with' if man['soft_tokens'] else 'without'} soft tokens) in "
           f"{man['train_seconds'] / 60:.1f} min, {man['steps']} steps ({man['stopped']}); best at step {b['step']}: "

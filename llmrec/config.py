@@ -162,7 +162,7 @@ class Config:
     captioner (e.g. BLIP through transformers), built as ``Class(cfg)`` with a ``caption(images) ->
     list[str]`` method."""
 
-    # --- audio (``llmrec.encoders.audio_io``, ``llmrec.encoders.audio``, ``llmrec.ingest_audio``) ---
+    # --- audio (``llmrec.encoders.audio_io``, ``llmrec.encoders.audio``, ``llmrec.ingest.audio``) ---
     ingest_audio: bool | None = None
     """``llmrec ingest`` encodes the items' audio files (``--audio`` / ``--no-audio``) into the store's
     ``items_audio`` collection and stores each item's ``transcript``. null (``auto``): on when some
@@ -381,7 +381,7 @@ class Config:
     """Safety cap on training wall time; training is budgeted by examples and epochs. A run the cap
     stops is reported as such."""
 
-    # --- modality projector (``llmrec train-projector``, ``llmrec.align``) ----------------
+    # --- modality projector (``llmrec train-projector``, ``llmrec.projector``) ----------------
     projector_dir: Path | None = None
     """Folder of the trained projectors, one sub-folder per modality (``image/``, ``audio/``).
     Default: ``{data_dir}/projectors``."""
@@ -390,7 +390,7 @@ class Config:
     projector_text_input: bool = False
     """The projector reads the modality vector followed by the text encoder's vector of the item's
     fallback text (an image's caption: its OCR text and labels; an audio clip's transcript), zeros
-    where there is none (``llmrec.align.inputs``). The checkpoint records it in its encoder id."""
+    where there is none (``llmrec.projector.inputs``). The checkpoint records it in its encoder id."""
     projector_hidden: int = 1024
     """Width of the projector's hidden layer."""
     projector_epochs: int = 1

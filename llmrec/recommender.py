@@ -14,7 +14,7 @@ from dataclasses import asdict, dataclass, field
 import numpy as np
 
 from llmrec.config import Config
-from llmrec.data.types import Item, histories
+from llmrec.data.types import Item, histories, item_from_metadata
 from llmrec.errors import (
     ConfigError,
     ModelError,
@@ -25,14 +25,13 @@ from llmrec.errors import (
     UnknownItemError,
     UnknownUserError,
 )
-from llmrec.ingest import item_from_metadata
-from llmrec.interactions import open_interactions
 from llmrec.rank.explain import cite, explain
 from llmrec.rank.fuse import fuse, zscore
 from llmrec.rank.verbalizer import Ranking, modalities, soft_of, verbalizer_rank
 from llmrec.retrieval.knn import top_scored
 from llmrec.retrieval.topk import MAX_K, topk
 from llmrec.retrieval.user_state import recency_weighted
+from llmrec.store.interactions import open_interactions
 
 
 @dataclass
@@ -408,13 +407,13 @@ class Recommender:
 
     def soft_tokens(self, items: list[Item]) -> dict:
         """Soft tokens of ``items`` for the zero-shot prompt, one entry per item and ``ranker_modalities``
-        modality it has a vector of (:class:`~llmrec.align.soft.SoftTokens`, loaded on first use).
+        modality it has a vector of (:class:`~llmrec.projector.soft.SoftTokens`, loaded on first use).
 
         Raises StoreError / ModelError / ProjectorMismatchError as ``SoftTokens`` does."""
         if not self.cfg.ranker_modalities:
             return {}
         if getattr(self, "_soft", None) is None:
-            from llmrec.align.soft import SoftTokens
+            from llmrec.projector.soft import SoftTokens
 
             self._soft = [SoftTokens(self.cfg, m) for m in self.cfg.ranker_modalities]
         out: dict = {}

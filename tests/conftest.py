@@ -59,9 +59,9 @@ def recommender(small_store):
 def poster_store(base_cfg, ml100k, tmp_path_factory):
     """(config, item ids): a store of 24 ml-100k items with their real posters (vectors, captions by the
     image labels) and an image projector trained for one epoch (k 2, hidden 64)."""
-    from llmrec.align.run import train_projector
     from llmrec.ingest import ingest
-    from llmrec.ingest_images import attach_posters
+    from llmrec.ingest.image import attach_posters
+    from llmrec.projector.run import train_projector
 
     ds, _ = attach_posters(ml100k, base_cfg.posters_dir)
     items = [it for it in ds.items if it.image][:24]

@@ -75,3 +75,17 @@ def histories(interactions: list[Interaction]) -> dict[str, list[str]]:
         u: [x.item for x in sorted(rows, key=lambda x: (x.timestamp, item_key(x.item)))]
         for u, rows in per_user.items()
     }
+
+
+def item_metadata(item: Item) -> dict:
+    """The store metadata of ``item`` (``f_``-prefixed fields; None values kept: the store drops them)."""
+    meta = {"title": item.title, "text": item.text, "image": item.image, "audio": item.audio}
+    meta.update({f"f_{k}": v for k, v in item.fields.items()})
+    return meta
+
+
+def item_from_metadata(item_id: str, meta: dict) -> Item:
+    """The :class:`Item` that store metadata ``meta`` (see :func:`item_metadata`) describes."""
+    fields = {k[2:]: v for k, v in meta.items() if k.startswith("f_")}
+    return Item(item_id, meta.get("title", item_id), meta.get("text", ""), meta.get("image"), meta.get("audio"), fields,
+                caption=meta.get("caption") or "", transcript=meta.get("transcript") or "")

@@ -108,8 +108,8 @@ class WhisperAudioEncoder:
     """
 
     def __init__(self, cfg: Config | None = None):
+        from llmrec.encoders.locations import whisper_checkpoint, whisper_manifest
         from llmrec.encoders.whisper_convert import load_whisper
-        from llmrec.models import whisper_checkpoint, whisper_manifest
 
         cfg = cfg if cfg is not None else Config()
         self.path = whisper_checkpoint(cfg)

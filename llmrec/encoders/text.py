@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 
 from llmrec.config import Config
+from llmrec.encoders.locations import text_encoder_path
 from llmrec.errors import ModelError
-from llmrec.models import text_encoder_path
 
 
 def apply_threads(threads: int) -> None:

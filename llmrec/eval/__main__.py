@@ -2,6 +2,13 @@
 
 import sys
 
-from llmrec.eval.cli import main
+from llmrec.cli import main
 
-sys.exit(main())
+
+def eval_main(argv: list[str] | None = None) -> int:
+    """``llmrec eval ARGV``: the main CLI's parser and error handling."""
+    return main(["eval", *(argv if argv is not None else sys.argv[1:])])
+
+
+if __name__ == "__main__":
+    sys.exit(eval_main())

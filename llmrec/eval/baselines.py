@@ -18,9 +18,11 @@ from pathlib import Path
 import numpy as np
 
 from llmrec.data.splits import Split
-from llmrec.retrieval.knn import HALF_LIVES, ItemKNN, recency_weights
+from llmrec.retrieval.knn import ItemKNN, recency_weights
+from llmrec.retrieval.validation import HALF_LIVES, select_half_life, validation_ndcg10
 
-__all__ = ["ItemKNN", "MostPopular", "TextEmbedding", "select_half_life", "recency_weights", "HALF_LIVES"]
+__all__ = ["HALF_LIVES", "ItemKNN", "MostPopular", "TextEmbedding", "recency_weights", "select_half_life",
+           "validation_ndcg10"]
 
 class MostPopular:
     """Ranks items by their number of training interactions (same list for every user)."""
@@ -85,26 +87,3 @@ def encode_texts(texts: list[str], cfg=None) -> np.ndarray:
     from llmrec.encoders.text import TextEncoder
 
     return TextEncoder(cfg or Config()).encode(texts)
-
-
-def validation_ndcg10(scorer, split: Split) -> float:
-    """Mean validation NDCG@10 of ``scorer`` (history = training items, masked)."""
-    from llmrec.eval.protocols import full_ranking
-
-    ranks = full_ranking(scorer, split, "valid", split.users)["ranks"]
-    from llmrec.eval.metrics import ndcg_at_k
-
-    return float(ndcg_at_k(ranks, 10).mean())
-
-
-def select_half_life(scorer, split: Split, grid=HALF_LIVES) -> float:
-    """The recency half-life in ``grid`` with the best validation NDCG@10 (first best wins)."""
-    best, best_h = -1.0, grid[0]
-    for h in grid:
-        scorer.half_life = h
-        v = validation_ndcg10(scorer, split)
-        if v > best:
-            best, best_h = v, h
-    scorer.half_life = best_h
-    scorer.valid_selection = {"half_life": best_h, "valid_ndcg10": best}
-    return best_h

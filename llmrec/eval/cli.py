@@ -7,7 +7,6 @@
 from __future__ import annotations
 
 import argparse
-import sys
 from pathlib import Path
 
 from llmrec.config import Config
@@ -36,10 +35,3 @@ def run(args) -> int:
               f"Recall@10 {r['Recall@10']:.4f} [{ci['Recall@10'][0]:.4f}, {ci['Recall@10'][1]:.4f}]")
     print(f"report: {out / 'report.md'}")
     return 0
-
-
-def main(argv: list[str] | None = None) -> int:
-    """``llmrec eval ARGV``: the main CLI's parser and error handling."""
-    from llmrec.cli import main as llmrec_main
-
-    return llmrec_main(["eval", *(argv if argv is not None else sys.argv[1:])])

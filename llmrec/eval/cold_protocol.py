@@ -4,7 +4,7 @@ cannot help (the split helpers are :mod:`llmrec.eval.cold`).
 A seeded share (``eval_cold_share``, ``seed``) of the items is removed from every training
 interaction; the users whose TEST target is one of them are ranked over the full catalog (input
 history = training + validation minus the cold items, masked; ties count against the target; ranks
-0-based as :func:`llmrec.eval.metrics.ranks_from_scores`). Systems (each item scored for each user):
+0-based as :func:`llmrec.metrics.ranks_from_scores`). Systems (each item scored for each user):
 
 - ``item-knn``: collaborative, fitted on the warm split (a cold item scores 0: the reference that
   shows the protocol works);
@@ -36,8 +36,8 @@ from llmrec.data.splits import Split
 from llmrec.errors import DataError, StoreError
 from llmrec.eval import cold
 from llmrec.eval.baselines import ItemKNN, TextEmbedding, recency_weights
-from llmrec.eval.metrics import bootstrap_ci, ndcg_at_k, paired_diff_ci, ranks_from_scores, recall_at_k
 from llmrec.eval.modal_systems import store_path
+from llmrec.metrics import bootstrap_ci, ndcg_at_k, paired_diff_ci, ranks_from_scores, recall_at_k
 
 PART = "cold-items.json"
 WEIGHTS = [round(0.1 * i, 1) for i in range(11)]
@@ -159,8 +159,8 @@ def _compute(cfg: Config, split: Split, store: Path | None, log) -> dict:
     if store is not None:
         E_img, has_img, encoder = image_matrix(split, store)
         if cfg.eval_cold_llm_users > 0:  # before any fitting: a missing projector fails at once
-            from llmrec.align.soft import SoftTokens
             from llmrec.eval.modal_systems import load_content
+            from llmrec.projector.soft import SoftTokens
 
             soft_src = SoftTokens(cfg.replace(data_dir=store), "image")
             captions = load_content(cfg, split)[0]
@@ -218,7 +218,7 @@ def _llm_sampled(cfg: Config, split: Split, users: list[str], cset, S_text: np.n
                  captions: dict[str, str] | None = None) -> dict:
     """LLaRA's sampled protocol on ``users`` (cold test users; ``S_text`` float [B, N] their text
     scores): the text scorer, the zero-shot verbalizer on text and, with ``soft_src`` (the store's
-    :class:`llmrec.align.soft.SoftTokens`), with poster soft tokens, and with ``captions`` (item id ->
+    :class:`llmrec.projector.soft.SoftTokens`), with poster soft tokens, and with ``captions`` (item id ->
     poster caption) with the captions as quoted text. Ranks 0-based among the 20."""
     import dataclasses
 

@@ -36,9 +36,9 @@ from scipy.stats import kendalltau
 from llmrec.config import Config
 from llmrec.data.splits import Split
 from llmrec.errors import ConfigError
-from llmrec.eval.metrics import target_rank
 from llmrec.eval.protocols import sample_candidates
 from llmrec.eval.ranker import ranker_dir, retriever_for, train_for_split
+from llmrec.metrics import target_rank
 from llmrec.rank.fuse import choose_weight, fuse
 from llmrec.rank.fuse import ndcg10 as _ndcg
 from llmrec.rank.train import retrieve

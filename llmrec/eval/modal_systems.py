@@ -36,8 +36,8 @@ from llmrec.config import Config
 from llmrec.data.splits import Split
 from llmrec.errors import ConfigError, StoreError
 from llmrec.eval.llm_systems import _Cache, _scores, alone_and_fused, candidates
-from llmrec.eval.metrics import bootstrap_ci, ndcg_at_k, paired_diff_ci, recall_at_k
 from llmrec.eval.ranker import retriever_for
+from llmrec.metrics import bootstrap_ci, ndcg_at_k, paired_diff_ci, recall_at_k
 
 VARIANTS = ("text", "image", "caption")
 
@@ -101,7 +101,7 @@ class VerbalizerScorer:
         backend: an LLM backend (``llmrec.llm``) with ``score_labels``.
         variant: ``text``, ``image`` or ``caption``.
         captions: item id -> caption (``caption``).
-        soft: a :class:`~llmrec.align.soft.SoftTokens` of the image modality (``image``).
+        soft: a :class:`~llmrec.projector.soft.SoftTokens` of the image modality (``image``).
     """
 
     def __init__(self, backend, variant: str, captions: dict[str, str] | None = None, soft=None):
@@ -169,7 +169,7 @@ def run(cfg: Config, split: Split, users: list[str], parts: Path, results: dict,
         seen = content if variant != "text" else None  # what this variant's log-probabilities depend on
         soft = None
         if variant == "image":
-            from llmrec.align.soft import SoftTokens
+            from llmrec.projector.soft import SoftTokens
 
             store_cfg = cfg.replace(data_dir=Path(cfg.eval_modal_store))
             soft = SoftTokens(store_cfg, "image")

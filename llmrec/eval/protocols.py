@@ -24,7 +24,7 @@ import torch
 
 from llmrec.data.splits import Split
 from llmrec.data.types import Item
-from llmrec.eval.metrics import ranks_from_scores, target_rank
+from llmrec.metrics import ranks_from_scores, target_rank
 from llmrec.retrieval.topk import topk
 
 

@@ -42,7 +42,7 @@ def retriever_for(cfg: Config, split: Split, log=None, vectors: bool = True) -> 
     chosen on validation. ``vectors=False``: the seeds are loaded only when the retriever uses them,
     and the vectors returned are None. Raises ConfigError for a retriever not in :data:`RETRIEVERS`
     or ``sasrec[seed=N]``."""
-    from llmrec.eval import runner
+    from llmrec.eval import systems
     from llmrec.retrieval.fusion import Fusion, choose_weights
 
     name = cfg.eval_ranker_retriever
@@ -51,22 +51,22 @@ def retriever_for(cfg: Config, split: Split, log=None, vectors: bool = True) -> 
                           f"{', '.join(RETRIEVERS)} or sasrec[seed=N]")
     uses = name.startswith("sasrec") or (name == "fusion" and any(m.startswith("sasrec") for m in cfg.eval_fusion))
     seeds = list(cfg.sasrec_seeds) if vectors or uses else []
-    loaded = [runner.train_or_load_sasrec(cfg, split, s) for s in seeds]
+    loaded = [systems.train_or_load_sasrec(cfg, split, s) for s in seeds]
     members = [m for m, _ in loaded]
     if name == "sasrec":  # the seed with the best validation NDCG@10, as the harness reports it
         best = max(range(len(seeds)), key=lambda n: loaded[n][1]["valid_ndcg10"])
         name = f"sasrec[seed={seeds[best]}]"
     item_vectors = sasrec_mod.EnsembleRetriever(members).item_vectors() if members else None
     identity = {"kind": name, "split": split.fingerprint(), "sasrec_seeds": seeds,
-                "sasrec_sha256": [_sha(runner.retriever_dir(cfg) / f"seed{s}" / "sasrec.pt") for s in seeds]}
+                "sasrec_sha256": [_sha(systems.retriever_dir(cfg) / f"seed{s}" / "sasrec.pt") for s in seeds]}
     if name == "fusion":
-        parts = [runner._member(m, cfg, split) for m in cfg.eval_fusion]
-        weights, valid, _ = choose_weights(parts, split, step=runner.FUSION_STEP)
+        parts = [systems.member(m, cfg, split) for m in cfg.eval_fusion]
+        weights, valid, _ = choose_weights(parts, split, step=systems.FUSION_STEP)
         if log:
             log(f"[ranker] retriever: fusion of {list(cfg.eval_fusion)}, weights {weights} (validation NDCG@10 {valid:.4f})")
         identity.update(members=list(cfg.eval_fusion), weights=[round(w, 4) for w in weights])
         return Fusion(parts, weights), identity, item_vectors
-    return runner._member(name, cfg, split), identity, item_vectors
+    return systems.member(name, cfg, split), identity, item_vectors
 
 
 def rank_data(cfg: Config, split: Split, log=None) -> RankData:
@@ -80,7 +80,7 @@ def rank_data(cfg: Config, split: Split, log=None) -> RankData:
 
 def train_for_split(cfg: Config, log=print, fresh: bool = False) -> dict:
     """Train (or resume) the harness ranker of ``cfg``; returns its manifest."""
-    from llmrec.eval.runner import load_split
+    from llmrec.eval.systems import load_split
     from llmrec.rank.train import params_from
 
     params_from(cfg)  # bad ranker_* keys fail before any data is loaded

@@ -19,7 +19,7 @@ import numpy as np
 
 from llmrec.config import Config
 from llmrec.data.splits import Split
-from llmrec.eval.metrics import KS, bootstrap_ci, ndcg_at_k, paired_diff_ci, per_user, recall_at_k
+from llmrec.metrics import KS, bootstrap_ci, ndcg_at_k, paired_diff_ci, per_user, recall_at_k
 
 HEADLINE = ("Recall@10", "NDCG@10", "MRR@10", "Recall@20", "NDCG@20", "Recall@5", "NDCG@5", "Recall@1")
 PUBLISHED = {  # LlamaRec paper, Table 2, its "ML-100k" = ml-latest-small (test, full ranking)

@@ -8,10 +8,10 @@ import numpy as np
 import torch
 
 from llmrec.config import Config
+from llmrec.encoders.locations import llm_path
 from llmrec.encoders.text import apply_threads, resolve_device
 from llmrec.errors import ModelError, PromptTooLongError
 from llmrec.llm.base import Messages
-from llmrec.models import llm_path
 
 
 class TransformersBackend:

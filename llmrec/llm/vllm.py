@@ -39,10 +39,10 @@ import numpy as np
 import torch
 
 from llmrec.config import Config
+from llmrec.encoders.locations import llm_path
 from llmrec.errors import ModelError, PromptTooLongError
 from llmrec.llm.base import Messages
 from llmrec.llm.vllm_server import VLLMServer, healthy
-from llmrec.models import llm_path
 
 RETRY_AFTER_S = 10.0
 """Seconds a failed replica is skipped before it is probed again."""

@@ -105,7 +105,7 @@ class VLLMServer:
     def from_config(cls, cfg, lora_modules: dict[str, str] | None = None, max_lora_rank: int = 16) -> VLLMServer:
         """A server for ``cfg``'s LLM with the ``vllm_*`` keys (``vllm_python``, ``vllm_max_model_len``,
         ``vllm_threads``, ``vllm_kv_cache_gib``, ``vllm_args``). Not started."""
-        from llmrec.models import llm_path
+        from llmrec.encoders.locations import llm_path
 
         return cls(cfg.vllm_python, llm_path(cfg), max_model_len=cfg.vllm_max_model_len, threads=cfg.vllm_threads,
                    kv_cache_gib=cfg.vllm_kv_cache_gib, lora_modules=lora_modules, max_lora_rank=max_lora_rank,

@@ -83,7 +83,7 @@ def read_manifest(folder: str | Path, kind: str = "ranker", command: str = "trai
 
 def base_identity(cfg) -> dict:
     """The configured LLM's identity: its config name plus :func:`base_model_identity`."""
-    from llmrec.models import llm_path
+    from llmrec.encoders.locations import llm_path
 
     return {"llm": cfg.llm, **base_model_identity(llm_path(cfg))}
 
@@ -94,8 +94,8 @@ def load_base(cfg):
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
+    from llmrec.encoders.locations import llm_path
     from llmrec.encoders.text import resolve_device
-    from llmrec.models import llm_path
 
     path = llm_path(cfg)
     device = resolve_device(cfg.device)

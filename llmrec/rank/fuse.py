@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from llmrec.eval.metrics import target_rank
+from llmrec.metrics import target_rank
 
 WEIGHT_STEP = 0.05
 

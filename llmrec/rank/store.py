@@ -71,11 +71,8 @@ def store_rank_data(rec) -> RankData:
                     retriever=retriever_identity(cfg, rec.manifest))
 
 
-def train_for_store(cfg, log=print, fresh: bool = False) -> dict:
-    """Train (or resume) the store's ranker; returns its manifest."""
-    from llmrec.rank.train import params_from
-    from llmrec.recommender import Recommender
-
-    params_from(cfg)  # bad ranker_* keys fail before the store is loaded
-    rec = Recommender.load(config=cfg)
+def train_for_store(cfg, rec, log=print, fresh: bool = False) -> dict:
+    """Train (or resume) the store's ranker on ``rec`` (the store's loaded
+    :class:`~llmrec.recommender.Recommender`, ``Recommender.load(config=cfg)``); returns its manifest.
+    Check the ranker keys first (:func:`llmrec.rank.train.params_from`), before loading the store."""
     return train_ranker(cfg, store_rank_data(rec), ranker_path(cfg), log=log, fresh=fresh)

@@ -30,8 +30,8 @@ import torch
 from llmrec.config import Config
 from llmrec.data.types import Item
 from llmrec.errors import ConfigError
-from llmrec.eval.metrics import target_rank
 from llmrec.llm.projector import Projector, ProjectorSpec, embedding_rms
+from llmrec.metrics import target_rank
 from llmrec.rank import checkpoint as ckpt
 from llmrec.rank.fuse import choose_weight, ndcg10
 from llmrec.rank.model import RankerModel, template_hash

@@ -62,7 +62,7 @@ class EASE:
     def select(self, histories: list[list[int]], targets: list[int]) -> dict:
         """Choose ``lam`` in :data:`LAMBDAS` and the recency half-life on (history, target) pairs
         by NDCG@10 (history masked; first best wins), after :meth:`fit_sequences`. Returns the choice."""
-        from llmrec.eval.metrics import ndcg10_from_scores
+        from llmrec.metrics import ndcg10_from_scores
 
         best = (-1.0, None, None)
         for lam in LAMBDAS:

@@ -50,7 +50,7 @@ def choose_weights(members: list, split=None, step: float = 0.05, log=None, hist
     order). Validation: a split's (training history, validation target) pairs, or explicit
     ``histories`` (item indices, masked) and ``targets``. Member scores are computed once.
     Returns (weights, validation NDCG@10, every (weights, NDCG@10) tried)."""
-    from llmrec.eval.metrics import ndcg10_from_scores
+    from llmrec.metrics import ndcg10_from_scores
 
     if split is not None:
         histories = [split.history(u, "valid") for u in split.users]

@@ -20,8 +20,7 @@ import zipfile
 import numpy as np
 import scipy.sparse as sp
 
-HALF_LIVES = (0.0, 20.0, 5.0, 2.0, 1.0)
-"""Recency half-lives (in items) tried on validation; 0 = all history items weigh the same."""
+from llmrec.retrieval.validation import HALF_LIVES, select_half_life
 
 
 def recency_weights(n: int, half_life: float) -> np.ndarray:
@@ -38,7 +37,7 @@ class ItemKNN:
     Args:
         neighbors: most similar items kept per item (ties at the cut are all kept; 0 = keep all).
         half_life: recency half-life of the user's history weights; None = choose it on validation
-            (:func:`llmrec.eval.baselines.select_half_life`, or :meth:`select_half_life` here).
+            (:func:`llmrec.retrieval.validation.select_half_life`, or :meth:`select_half_life` here).
     """
 
     name = "item-knn"
@@ -74,9 +73,7 @@ class ItemKNN:
         validation targets when it is None."""
         self.fit_sequences([split.train[u] for u in split.users], split.n_items)
         if self.half_life is None:
-            from llmrec.eval.baselines import select_half_life
-
-            select_half_life(self, split)
+            select_half_life(self, split)  # the module function (validation.py), not the method below
         return self
 
     def _weights(self, histories: list[list[int]]) -> sp.csr_matrix:
@@ -105,7 +102,7 @@ class ItemKNN:
     def select_half_life(self, histories: list[list[int]], targets: list[int], grid=HALF_LIVES) -> float:
         """Set and return the half-life in ``grid`` with the best NDCG@10 of ``targets`` given
         ``histories`` (history items masked; first best wins)."""
-        from llmrec.eval.metrics import ndcg10_from_scores
+        from llmrec.metrics import ndcg10_from_scores
 
         best, best_h = -1.0, grid[0]
         for h in grid:

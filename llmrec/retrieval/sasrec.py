@@ -175,7 +175,7 @@ def user_hidden(model: SASRec, histories: list[list[int]], batch: int = 256) -> 
 
 
 def _ndcg10(model: SASRec, histories: list[list[int]], targets: list[int]) -> tuple[float, float]:
-    from llmrec.eval.metrics import ranks_from_scores
+    from llmrec.metrics import ranks_from_scores
 
     u = user_hidden(model, histories)
     scores = (u @ model.item_matrix().detach().T).numpy()

@@ -29,7 +29,7 @@ import numpy as np
 
 from llmrec.config import Config
 from llmrec.errors import ConfigError, DataError, IncompleteRetrieverWarning, ModelError, StoreError
-from llmrec.eval.metrics import ndcg10_from_scores
+from llmrec.metrics import ndcg10_from_scores
 from llmrec.retrieval import sasrec as sasrec_mod
 from llmrec.retrieval.store_data import StoreSequences, store_sequences
 
@@ -82,8 +82,8 @@ def load_store(cfg: Config) -> tuple[list[str], list, Path]:
 
     Raises:
         StoreError: no store there, or it holds no items, or its interactions are unreadable."""
-    from llmrec.interactions import open_interactions
     from llmrec.store import ItemStore
+    from llmrec.store.interactions import open_interactions
 
     path = cfg.store_dir()
     if cfg.chroma_host is None and not (path / "chroma.sqlite3").is_file():

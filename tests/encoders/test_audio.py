@@ -17,7 +17,7 @@ from llmrec.encoders.audio import WhisperAudioEncoder, keep_segment
 from llmrec.encoders.audio_io import SAMPLE_RATE, load_audio
 from llmrec.encoders.whisper_convert import read_ct2, source
 from llmrec.errors import ModelError
-from llmrec.models import prepare_whisper
+from llmrec.prepare import prepare_whisper
 
 AUDIO = Path(__file__).resolve().parents[2].parent / "shared" / "data" / "audio"
 SPEECH = ["198-209-0000", "3436-172162-0000", "5703-47212-0000"]

@@ -18,7 +18,7 @@ from llmrec.encoders.audio_io import (
     to_16k_mono,
 )
 from llmrec.errors import AudioError, ConfigError, DataError, LLMRecError
-from tests.hang_guard import within
+from tests.support.hang_guard import within
 
 AUDIO = Path(__file__).resolve().parents[2].parent / "shared" / "data" / "audio"
 SPEECH = AUDIO / "198-209-0000.ogg"  # LibriSpeech, 22,050 Hz mono, 13.9 s

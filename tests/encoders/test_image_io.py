@@ -18,7 +18,7 @@ from llmrec.encoders import media_file
 from llmrec.encoders.image_io import load_image, to_rgb
 from llmrec.encoders.media_file import human_bytes, open_media, sha256_of
 from llmrec.errors import ConfigError, DataError, ImageError, LLMRecError
-from tests.hang_guard import within
+from tests.support.hang_guard import within
 
 POSTERS = Path(__file__).resolve().parents[2].parent / "shared" / "data" / "posters"
 GREY_POSTERS = ["3814.jpg", "2639.jpg"]  # the two greyscale JPEGs among the posters

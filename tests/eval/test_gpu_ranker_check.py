@@ -7,7 +7,7 @@ import runpy
 import sys
 from pathlib import Path
 
-from llmrec.models import BUILTIN_LLM
+from llmrec.encoders.locations import BUILTIN_LLM
 
 SCRIPT = Path(__file__).resolve().parents[2] / "eval" / "gpu_ranker_check.py"
 

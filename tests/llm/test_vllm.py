@@ -36,7 +36,7 @@ def adapter(tmp_path_factory, base_cfg) -> Path:
     from peft import LoraConfig, get_peft_model
     from transformers import AutoModelForCausalLM
 
-    from llmrec.models import llm_path
+    from llmrec.encoders.locations import llm_path
     from llmrec.rank.train import LORA_TARGETS
 
     torch.manual_seed(0)
@@ -240,9 +240,9 @@ def test_trained_ranker_on_vllm_matches_the_in_process_ranker(vb, base_cfg, adap
     from peft import PeftModel
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
+    from llmrec.encoders.locations import llm_path
     from llmrec.llm.projector import Projector, ProjectorSpec
     from llmrec.llm.vllm_ranker import VLLMRanker
-    from llmrec.models import llm_path
     from llmrec.rank.model import RankerModel
 
     torch.manual_seed(1)
@@ -269,7 +269,7 @@ def test_harness_llm_systems_on_vllm_equal_transformers(vb, base_cfg, tmp_path, 
     import json
 
     from llmrec.eval import runner
-    from tests.tiny_ranker import tiny_cfg
+    from tests.support.tiny_ranker import tiny_cfg
 
     monkeypatch.setattr(runner, "log", lambda *_: None)
     cfg = tiny_cfg(tmp_path / "home", base_cfg, eval_systems=["fusion"], eval_protocols=["full"],
@@ -299,7 +299,7 @@ def test_trained_checkpoint_on_a_local_vllm_server_scores_like_the_in_process_on
     from llmrec.eval.runner import load_split
     from llmrec.llm import vllm_ranker
     from llmrec.rank import checkpoint as ckpt
-    from tests.tiny_ranker import tiny_cfg
+    from tests.support.tiny_ranker import tiny_cfg
 
     cfg = tiny_cfg(tmp_path / "home", base_cfg, llm_backend="vllm")
     man = train_for_split(cfg, log=lambda *_: None)

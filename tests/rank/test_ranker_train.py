@@ -12,7 +12,7 @@ from llmrec.eval.ranker import rank_data, ranker_dir, train_for_split
 from llmrec.eval.runner import load_split
 from llmrec.rank import checkpoint as ckpt
 from llmrec.rank.train import evaluate, params_from, validation_set
-from tests.tiny_ranker import tiny_cfg
+from tests.support.tiny_ranker import tiny_cfg
 
 pytestmark = pytest.mark.slow
 

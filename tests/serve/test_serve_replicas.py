@@ -1,7 +1,7 @@
 """Two `llmrec serve` replicas over one REAL `chroma run` server (issue 12).
 
 One module-scoped setup: a `chroma run` server (tests/chroma_server.py), a real ml-100k slice
-ingested into it from this process (its first 300 items, users 1-60: tests/test_shared_state.py's
+ingested into it from this process (its first 300 items, users 1-60: tests/store/test_shared_state.py's
 slice), then two `llmrec serve` subprocesses on free ports, each with its own empty local data
 directory and the same chroma_host/chroma_port, in the serve tests' small configuration (zero-shot
 ranker, 5 candidates, grounded explanations, k 3). Asked through the openai client:
@@ -27,7 +27,7 @@ from conftest import SMALL
 from openai import OpenAI
 
 from llmrec.data.types import Dataset
-from tests.chroma_server import QUIET, ChromaServer, free_port
+from tests.support.chroma_server import QUIET, ChromaServer, free_port
 
 NEW_USER = "61"
 TURNS = ["I'm user 5", "why the second one?", "show more"]
