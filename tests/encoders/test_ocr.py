@@ -115,3 +115,44 @@ def test_clean_text_is_capped_on_a_word_boundary():
     text = clean_text(words, max_chars=50)
     assert len(text) <= 50 and text.endswith("...")
     assert text[:-3].split() == [f"word{i:03d}" for i in range(len(text[:-3].split()))]
+
+
+def test_bounded_keeps_posters_and_bounds_strips():
+    from llmrec.encoders.ocr import MAX_ASPECT, bounded
+
+    poster = Image.new("RGB", (300, 450))
+    assert bounded(poster, 2048) is poster
+    for size in ((60000, 10), (10, 60000), (2048, 8)):
+        out = bounded(Image.new("RGB", size), 2048)
+        w, h = out.size
+        assert max(w, h) <= 2048 and max(w, h) <= MAX_ASPECT * min(w, h) + 1
+
+
+_WIDE = """
+import resource, sys
+from PIL import Image, ImageDraw
+from llmrec.config import Config
+from llmrec.encoders.ocr import RapidOcr
+im = Image.new("RGB", (60000, 10), "white")
+ImageDraw.Draw(im).text((5, 0), "HELLO", fill="black")
+path = sys.argv[1]
+im.save(path)
+boxes = RapidOcr(Config.load(env={}, overrides={"threads": 1})).read([path, im])
+print(len(boxes), resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024)
+"""
+
+
+def test_a_very_long_strip_is_read_in_bounded_memory(tmp_path):
+    """A 60000 x 10 image (1.8 KB as PNG) made the detector's input 2.9 M x 480 pixels: ingest grew to
+    13.5 GB until the kernel killed it. Now read, by path and as a PIL image, in a child process whose
+    peak memory is measured (an address-space limit stops it first should it grow again)."""
+    import subprocess
+    import sys
+
+    limit = 4 << 30
+    pre = f"import resource; resource.setrlimit(resource.RLIMIT_AS, ({limit}, {limit}))\n"
+    out = subprocess.run([sys.executable, "-c", pre + _WIDE, str(tmp_path / "wide.png")], capture_output=True,
+                         text=True, timeout=300)
+    assert out.returncode == 0, out.stderr[-2000:]
+    n, peak_mib = map(int, out.stdout.split())
+    assert n == 2 and peak_mib < 2500
