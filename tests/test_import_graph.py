@@ -126,3 +126,13 @@ def test_no_upward_imports():
             continue
         upward += [f"{m} -> {t}" for t in sorted(targets) if (_layer(t) or 0) > _layer(m)]
     assert upward == []
+
+
+def test_every_package_is_installed():
+    """pyproject.toml lists the packages explicitly: a new stage folder missing there would import from a
+    checkout (an editable install) but not from a built wheel."""
+    import tomllib
+
+    listed = set(tomllib.loads((PKG.parent / "pyproject.toml").read_text())["tool"]["setuptools"]["packages"])
+    found = {".".join(p.parent.relative_to(PKG.parent).parts) for p in PKG.rglob("__init__.py")}
+    assert found - listed == set()

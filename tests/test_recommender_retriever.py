@@ -134,7 +134,7 @@ def test_fused_candidates_are_the_weighted_standardised_sum(trained, tmp_path):
     want = 0
     for (name, m), w in zip(retr.members.items(), man["fusion"]["weights"], strict=True):
         S = m.scores(idx) if name == "item-knn" else (
-            (m.user_vectors_idx(idx) if name.startswith("sasrec") else m.user_vectors(idx)) @ m.item_vectors().T)
+            (m.r.user_vectors_idx(idx) if name.startswith("sasrec") else m.user_vectors(idx)) @ m.item_vectors().T)
         want = want + w * S / S.std(axis=1, keepdims=True)
     np.testing.assert_allclose(retr.scores([hist]), want, rtol=1e-4, atol=1e-5)
     rows, scores = rec.candidates(hist, 20)

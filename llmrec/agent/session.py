@@ -29,74 +29,23 @@ resolution never uses the LLM.
 
 from __future__ import annotations
 
-import re
 import time
-import weakref
-from dataclasses import dataclass, field
 
 import numpy as np
 
+from llmrec.agent.ask_back import AskBack, Question, join_names
 from llmrec.agent.intent import ROUTE, choose_intent
-from llmrec.agent.parse import Parsed, Ref, check_message, ordinal_of, parse
-from llmrec.agent.titles import Resolution, TitleIndex, year_of
+from llmrec.agent.parse import Parsed, Ref, check_message, parse
+from llmrec.agent.query import query_vector, store_encoder
+from llmrec.agent.reply import Profile, Reply
+from llmrec.agent.titles import Resolution, TitleIndex
 from llmrec.data.types import Item
-from llmrec.errors import ConfigError, ModelError, RequestError, UnknownUserError
+from llmrec.errors import ConfigError, RequestError, UnknownUserError
 from llmrec.recommender import Recommendation, Recommender
 from llmrec.text_safety import display_text
 
-NEGATIVE_WEIGHT = 0.5
-"""Share of the negated words' encoding subtracted from the query vector."""
-_CANCEL = re.compile(r"\s*(?:none|neither|no|nope|never\s*mind|forget\s+it|cancel|skip\s+it)\b", re.I)
-_YEAR = re.compile(r"\b(?:18|19|20)\d\d\b")
-_ID_ANSWER = re.compile(r"\s*(?:(?:the\s+one\s+with\s+)?(?:item\s+)?id\b\s*[:#]?|#)\s*(.+?)[\s.!]*", re.I)
-QUESTION_MAX = 10
-"""At most this many candidates are listed in a question (any of them may still be named by id)."""
-_ENCODERS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
-
-@dataclass
-class Reply:
-    """What the assistant answers. ``items``: the recommendations shown (ranks 1..n within this
-    reply; possibly empty). ``question``: set when the session asks back (an ambiguous or unknown
-    title, "which one?"); the next message may answer it. ``meta``: ``action`` (``recommend``,
-    ``more``, ``why``, ``ask``, ``ack``, ``help``, ``error``), ``resolved`` (titles read this turn:
-    text, item_id, title, how, as), ``retriever``/``ranker``/``cold_start`` of a recommendation,
-    ``query``, ``seconds``; ``llm_steps`` (LLM steps whose output the session would use, this turn)
-    and ``llm_fallbacks`` (those whose output was not used: the deterministic reply was given),
-    ``intent`` (the LLM's choice, when a step ran: intent, label, margin, reason)."""
-
-    text: str
-    items: list[Recommendation] = field(default_factory=list)
-    question: str | None = None
-    meta: dict = field(default_factory=dict)
-
-
-@dataclass
-class Profile:
-    """What the session knows about the user. Item ids throughout."""
-
-    user: str | None = None
-    liked: list[str] = field(default_factory=list)
-    """Oldest first: a stored user's history, then the items liked in the conversation."""
-    disliked: list[str] = field(default_factory=list)
-    """Never recommended (they do not steer the retriever)."""
-    excluded: set[str] = field(default_factory=set)
-    shown: list[str] = field(default_factory=list)
-    query: str | None = None
-    avoid_terms: list[str] = field(default_factory=list)
-    genres: list[str] = field(default_factory=list)
-    avoid_genres: list[str] = field(default_factory=list)
-
-
-@dataclass
-class _Question:
-    action: str  # like, dislike, exclude, more_like, why
-    text: str
-    candidates: tuple[Item, ...]
-    question: str
-
-
-class ChatSession:
+class ChatSession(AskBack):
     """A conversation. ``send(message) -> Reply``.
 
     Args:
@@ -129,7 +78,7 @@ class ChatSession:
         self.page: list[Recommendation] = []
         self.explained: dict[str, Recommendation] = {}
         self.focus: str | None = None
-        self._pending: list[_Question] = []
+        self._pending: list[Question] = []
         self._deferred = False
         self.turns = 0
         self.llm_intent = bool(recommender.cfg.chat_llm_intent)
@@ -214,7 +163,7 @@ class ChatSession:
             self.profile.genres, self.profile.avoid_genres = list(p.genres), list(p.avoid_genres)
             changed = True
         if self._pending or not changed:
-            notes += [f"Noted: you liked {_join(liked, 'and')}."] if liked else []
+            notes += [f"Noted: you liked {join_names(liked, 'and')}."] if liked else []
         if self._pending:
             self._deferred |= changed  # the profile changed: recommend once the questions are settled
             return self._ask(notes)
@@ -260,7 +209,7 @@ class ChatSession:
                 return self.rec.item(self.page[0].item_id)
             if self.page:
                 cands = tuple(self.rec.item(r.item_id) for r in self.page)
-                self._pending.append(_Question(action, "that one", cands,
+                self._pending.append(Question(action, "that one", cands,
                                                'Which one do you mean? Say e.g. "the second" or its title.'))
             else:
                 notes.append("I haven't shown you anything yet.")
@@ -280,44 +229,9 @@ class ChatSession:
         if not res.candidates:
             notes.append(f'I could not find "{self._show(text)}" in the catalog.')
             return None
-        self._pending.append(_Question(action, text, res.candidates, self._question(text, res.candidates, res.kind)))
+        self._pending.append(Question(action, text, res.candidates, self._question(text, res.candidates, res.kind)))
         return None
 
-    def _show(self, text) -> str:
-        """Untrusted text (a title, an id, what the user typed) as a reply shows it: one line, no
-        control or bidi character, at most ``title_max_chars`` characters."""
-        return display_text(text, self.title_max_chars)
-
-    def _label(self, item: Item, with_id: bool) -> str:
-        """An item as a question lists it: its title; with ``with_id`` also its year (when the title
-        does not show it) and its id, ``Crash (2004) [id 7]``."""
-        label = self._show(item.title)
-        if not with_id:
-            return label
-        year = year_of(item)
-        return label + (f" ({year})" if year is not None and str(year) not in label else "") + f" [id {self._show(item.id)}]"
-
-    def _question(self, text: str, candidates: tuple[Item, ...], kind: str) -> str:
-        """The question about ``text`` (an ambiguous title: which of ``candidates``; an unknown one:
-        did you mean one of them). Candidates whose titles read alike are listed with year and id;
-        at most :data:`QUESTION_MAX` are listed."""
-        titles = [self._show(c.title) for c in candidates]
-        with_id = len(set(titles)) < len(titles)
-        names = [self._label(c, with_id) for c in candidates[:QUESTION_MAX]]
-        if len(candidates) > QUESTION_MAX:
-            names[-1] += f" (or one of {len(candidates) - QUESTION_MAX} more: say its id)"
-        listed = _join(names, "or")
-        if kind != "ambiguous":
-            return f'I could not find "{self._show(text)}" in the catalog. Did you mean {listed}?'
-        years = [year_of(c) for c in candidates]
-        if None not in years and len(set(years)) == len(years):
-            hint = f' (say the year, e.g. "the {years[-1]} one")'
-        elif with_id:
-            hint = f' (say its id, e.g. "id {self._show(candidates[-1].id)}"' + (
-                ', or the year)' if len(set(years) - {None}) > 1 else ")")
-        else:
-            hint = ""
-        return f'Which "{self._show(text)}" do you mean: {listed}?{hint}'
 
     def _apply(self, action: str, item: Item, notes: list[str]) -> None:
         pr = self.profile
@@ -334,58 +248,6 @@ class ChatSession:
         if self.focus == item.id and action != "more_like":
             self.focus = None
 
-    # ------------------------------------------------------------------ questions
-    def _ask(self, notes: list[str]) -> Reply:
-        q = self._pending[0]
-        return Reply(" ".join([*notes, q.question]), question=q.question,
-                     meta={"action": "ask", "candidates": [c.id for c in q.candidates]})
-
-    def _answer(self, message: str, meta: dict) -> Reply | None:
-        """The message as the answer to the pending question, or None (then it is read as a new
-        message and the questions are dropped): a candidate's id (``"42"``, ``"id 42"``, ``"#42"``), a
-        year, an ordinal, or a title among the candidates; a year several candidates share narrows
-        the question to them and asks again; "none" / "never mind" drops the question; when it was the last one and the message that raised
-        the questions changed the profile ("I liked heat and hamlet"), the recommendations follow."""
-        q = self._pending[0]
-        text = message.strip()
-        if _CANCEL.match(text):
-            self._pending.pop(0)
-            if self._pending:
-                return self._ask([])
-            if self._deferred:
-                return self._recommend(None, ["OK, never mind that one."])
-            return Reply("OK, never mind that one.", meta={"action": "ack"})
-        choice = _by_id(text, q.candidates)
-        years = [int(y) for y in _YEAR.findall(text)]
-        if choice is None and years:
-            same = tuple(c for c in q.candidates if year_of(c) == years[0])
-            if 1 < len(same) < len(q.candidates):  # "the 2004 one" of three, two of them 2004
-                self._pending[0] = _Question(q.action, q.text, same, self._question(q.text, same, "ambiguous"))
-                return self._ask([])
-            choice = same[0] if len(same) == 1 else None
-        n = ordinal_of(text) or (int(text) if text.isdigit() and 1 <= int(text) <= len(q.candidates) else None)
-        if choice is None and n is not None and (n == -1 or 1 <= n <= len(q.candidates)):
-            choice = q.candidates[n - 1 if n > 0 else -1]
-        if choice is None:
-            res = TitleIndex(q.candidates).resolve(text[:300])
-            choice = res.item if res.matched else None
-        if choice is None:
-            meta["dropped_questions"] = len(self._pending)
-            self._pending.clear()
-            self._deferred = False
-            return None
-        self._pending.pop(0)
-        meta["resolved"].append({"text": q.text, "item_id": choice.id, "title": choice.title, "how": "answer",
-                                 "as": q.action})
-        if q.action == "why":
-            return self._why_item(choice.id, [])
-        notes: list[str] = []
-        self._apply(q.action, choice, notes)
-        if self._pending:
-            return self._ask(notes)
-        if q.action == "exclude" and not self._deferred:
-            return Reply(" ".join(notes), meta={"action": "ack"})
-        return self._recommend(f"More like {self._show(choice.title)}:" if q.action == "more_like" else None, notes)
 
     # ------------------------------------------------------------------ answers
     def _why(self, ref: Ref | None, notes: list[str], meta: dict) -> Reply:
@@ -431,7 +293,7 @@ class ChatSession:
             text = "I have nothing left to show for this; tell me about other movies you like."
         else:
             head = intro or ("Here are some picks:" if not pr.liked else
-                             f"Because you liked {_join([self._show(self.rec.item(i).title) for i in pr.liked[-3:]], 'and')}"
+                             f"Because you liked {join_names([self._show(self.rec.item(i).title) for i in pr.liked[-3:]], 'and')}"
                              + (" and more" if len(pr.liked) > 3 else "") + ":")
             lines = [head] + [f"{r.rank}. {self._show(r.title)} — {display_text(r.explanation)}" for r in res.items]
             text = "\n".join(([" ".join(notes)] if notes else []) + lines)
@@ -440,40 +302,14 @@ class ChatSession:
             "ranker": res.ranker, "cold_start": res.cold_start, "history": len(pr.liked),
             "query": pr.query, "genres": list(pr.genres), "avoid_genres": list(pr.avoid_genres)})
 
+
     def _query_vector(self) -> np.ndarray | None:
-        """float32 [d]: the query text (+ "Genres: ...") encoded, minus :data:`NEGATIVE_WEIGHT` times the
-        negated words' encoding, normalised; None without a query or genres (negated words alone
-        do not make a query)."""
-        pr = self.profile
-        positive = " ".join(([pr.query] if pr.query else []) + ([f"Genres: {', '.join(pr.genres)}."] if pr.genres else []))
-        if not positive:
-            return None
-        enc = self._encoder()
-        vecs = enc.encode([positive] + ([" ".join(pr.avoid_terms)] if pr.avoid_terms else []))
-        q = vecs[0] - (NEGATIVE_WEIGHT * vecs[1] if len(vecs) > 1 else 0)
-        return q / max(float(np.linalg.norm(q)), 1e-12)
+        """The profile's query vector (:func:`llmrec.agent.query.query_vector`), None without a query."""
+        return query_vector(self.profile, self._encoder())
 
     def _encoder(self):
         """The store's text encoder (:func:`store_encoder`)."""
         return store_encoder(self.rec)
-
-
-def store_encoder(recommender: Recommender):
-    """The text encoder of the recommender's store (``Config.text_encoder``, the model its item vectors
-    were made with), loaded once per recommender; ``encode(texts) -> float32 [n, d]``.
-
-    Raises ModelError: it cannot be loaded, or its dimension is not the store's."""
-    enc = _ENCODERS.get(recommender)
-    if enc is None:
-        from llmrec.encoders.text import TextEncoder
-
-        enc = TextEncoder(recommender.cfg)
-        if enc.dim != recommender.vectors.shape[1]:
-            raise ModelError(f"the text encoder {recommender.cfg.text_encoder!r} makes {enc.dim}-d vectors but the "
-                             f"store's item vectors are {recommender.vectors.shape[1]}-d: configure the encoder "
-                             "the store was ingested with")
-        _ENCODERS[recommender] = enc
-    return enc
 
 
 def _unclassified(p: Parsed) -> bool:
@@ -483,13 +319,3 @@ def _unclassified(p: Parsed) -> bool:
                 or p.genres or p.avoid_genres or p.avoid_terms)
 
 
-def _by_id(text: str, candidates: tuple[Item, ...]) -> Item | None:
-    """The candidate whose id the answer is (``"42"``, ``"id 42"``, ``"#42"``, ``"the one with id 42"``), or None."""
-    m = _ID_ANSWER.fullmatch(text)
-    said = (m.group(1) if m else text).strip()
-    hit = [c for c in candidates if c.id == said]
-    return hit[0] if len(hit) == 1 else None
-
-
-def _join(names: list[str], word: str) -> str:
-    return names[0] if len(names) == 1 else f"{', '.join(names[:-1])} {word} {names[-1]}"

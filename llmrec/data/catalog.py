@@ -26,7 +26,7 @@ from llmrec.data.types import Dataset, Interaction, Item
 from llmrec.errors import CatalogLineError, DataError
 
 _CORE = ("id", "title", "text", "image", "audio")
-TITLE_MAX_CHARS: int = Config.title_max_chars
+TITLE_MAX_CHARS: int = Config.default("title_max_chars")
 """The default title cap (config ``title_max_chars``'s default), characters."""
 _INT64 = (-(2**63), 2**63 - 1)  # the store keeps integers as int64
 

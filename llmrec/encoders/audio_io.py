@@ -27,7 +27,7 @@ from llmrec.errors import AudioError
 
 SAMPLE_RATE = 16_000
 """Hz: what Whisper reads."""
-DEFAULT_MAX_SECONDS: float = Config.__dataclass_fields__["audio_max_seconds"].default
+DEFAULT_MAX_SECONDS: float = Config.default("audio_max_seconds")
 SILENCE_DBFS = -60.0
 """A clip whose loudest 25 ms frame is quieter than this (RMS, dB relative to full scale) holds no
 sound worth encoding: :func:`check_not_silent` refuses it, and transcription returns ``""``."""

@@ -24,8 +24,8 @@ from llmrec.config import Config
 from llmrec.encoders.media_file import DEFAULT_MAX_BYTES, open_media
 from llmrec.errors import ImageError
 
-DEFAULT_MAX_PIXELS: int = Config.__dataclass_fields__["image_max_pixels"].default
-DEFAULT_MAX_SIDE: int = Config.__dataclass_fields__["image_max_side"].default
+DEFAULT_MAX_PIXELS: int = Config.default("image_max_pixels")
+DEFAULT_MAX_SIDE: int = Config.default("image_max_side")
 
 # What Pillow's decoders raise on broken data: OSError ("image file is truncated", "broken data
 # stream"), SyntaxError (some plugins' header checks), and a few low-level errors.

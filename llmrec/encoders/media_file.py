@@ -27,7 +27,7 @@ from typing import BinaryIO
 
 from llmrec.config import Config
 
-DEFAULT_MAX_BYTES: int = Config.__dataclass_fields__["media_max_bytes"].default
+DEFAULT_MAX_BYTES: int = Config.default("media_max_bytes")
 _BLOCK = 1 << 20  # bytes read at a time when hashing
 _OPEN_FLAGS = os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_NOCTTY", 0) | getattr(os, "O_CLOEXEC", 0)
 _KINDS = ((stat.S_ISDIR, "directory"), (stat.S_ISCHR, "character device"), (stat.S_ISBLK, "block device"),

@@ -154,6 +154,7 @@ def _scalar(raw: dict, name: str) -> int:
     return int(raw[name].reshape(()))
 
 
+# long: one mapping of CTranslate2 tensors to openai-whisper's, in checkpoint order
 def to_openai(raw: dict[str, np.ndarray], config: dict) -> dict:
     """openai-whisper's checkpoint dict from :func:`read_ct2`'s arrays and the model's ``config.json``.
 

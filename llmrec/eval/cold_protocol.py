@@ -145,6 +145,7 @@ def _summary(r: np.ndarray, n_boot: int, seed: int) -> dict:
             "recall10": float(rc.mean()), "recall10_ci": list(bootstrap_ci(rc, n_boot, seed))}
 
 
+# long: every cold-item system scored in one pass over the users, sharing their caches
 def _compute(cfg: Config, split: Split, store: Path | None, log) -> dict:
     cset = cold.cold_items(split, cfg.eval_cold_share, cfg.seed)
     warm = cold.warm_split(split, cset)
@@ -223,7 +224,7 @@ def _llm_sampled(cfg: Config, split: Split, users: list[str], cset, S_text: np.n
     import dataclasses
 
     from llmrec.eval.protocols import sample_candidates
-    from llmrec.llm.hf import make_backend
+    from llmrec.llm.base import make_backend
     from llmrec.rank.verbalizer import verbalizer_rank
 
     t0 = time.time()

@@ -55,25 +55,19 @@ def _checkpoint(kind: str, cfg: Config) -> Path | None:
 
 def _model(kind: str, cfg: Config, identity: dict, log):
     """The ranker ``kind`` in-process (``llm_backend: transformers``) or on vLLM (``vllm``: the
-    ``vllm_url`` servers, or a local one llmrec starts; a trained ranker's LoRA adapter is served)."""
-    from llmrec.rank import checkpoint as ckpt
-    from llmrec.rank.model import RankerModel
+    ``vllm_url`` servers, or a local one llmrec starts; a trained ranker's LoRA adapter is served):
+    :func:`llmrec.llm.base.zero_shot_ranker` / :func:`~llmrec.llm.base.load_ranker`."""
+    from llmrec.llm.base import load_ranker, zero_shot_ranker
 
-    on_vllm = cfg.llm_backend == "vllm"
-    if on_vllm:
-        from llmrec.llm import vllm_ranker
     if kind == "zero-shot":
-        if on_vllm:
-            return vllm_ranker.zero_shot(cfg)
-        llm, tok = ckpt.load_base(cfg)
-        return RankerModel(llm, tok).eval()
+        return zero_shot_ranker(cfg)
     soft = kind == "trained"
     c = cfg.replace(ranker_soft_tokens=soft) if soft != cfg.ranker_soft_tokens else cfg
     folder = ranker_dir(cfg, soft)
     if _checkpoint(kind, cfg) is None:
         log(f"[eval] no {kind} ranker at {folder}: training it (llmrec train-ranker)")
         train_for_split(c.replace(ranker_dir=folder), log=log)
-    return (vllm_ranker.load if on_vllm else ckpt.load)(folder, c, retriever=identity)
+    return load_ranker(folder, c, retriever=identity)
 
 
 def _identity(kind: str, cfg: Config) -> dict:
@@ -205,6 +199,7 @@ def alone_and_fused(name: str, lp: dict, rscore: dict, pos: dict, called: dict, 
     return out, w, wv, _ndcg(vl, vp)
 
 
+# long: the LLM systems' resumable sequence (candidates, cached log-probs, fusion, position bias)
 def run(cfg: Config, split: Split, users: list[str], parts: Path, results: dict, log) -> dict:
     """Evaluate ``cfg.eval_llm`` rankers over ``eval_ranker_retriever``'s candidates. Returns
     {system: result} in the harness's format, plus ``{"llm": details}`` under ``_llm`` keys."""

@@ -2,9 +2,9 @@
 
 ``llmrec train-ranker CONFIG`` trains on the split of ``llmrec eval CONFIG`` (training sequences
 only; validation users select the checkpoint), with candidates from ``eval_ranker_retriever``
-(``fusion``, ``sasrec`` (the validation-best seed), ``sasrec-ensemble``, ``sasrec[seed=N]``, ``ease``,
-``item-knn``) trained on that same
-split, and soft-token inputs from the SASRec seeds' item vectors (concatenated).
+(those marked ``feeds_ranker`` in :data:`llmrec.retrieval.base.RETRIEVERS`: ``fusion``, ``sasrec`` (the
+validation-best seed), ``sasrec-ensemble``, ``sasrec[seed=N]``, ``ease``, ``item-knn``) trained on that
+same split, and soft-token inputs from the SASRec seeds' item vectors (concatenated).
 """
 
 from __future__ import annotations
@@ -16,9 +16,10 @@ from llmrec.config import Config
 from llmrec.data.splits import Split
 from llmrec.errors import ConfigError
 from llmrec.rank.train import RankData, train_ranker
-from llmrec.retrieval import sasrec as sasrec_mod
+from llmrec.retrieval import base, sasrec_retriever
 
-RETRIEVERS = ("fusion", "sasrec", "sasrec-ensemble", "ease", "item-knn")
+RETRIEVERS = tuple(base.names(feeds_ranker=True))
+"""The retrievers that can feed a ranker (``feeds_ranker`` in the registry)."""
 
 
 def ranker_dir(cfg: Config, soft_tokens: bool | None = None) -> Path:
@@ -43,30 +44,35 @@ def retriever_for(cfg: Config, split: Split, log=None, vectors: bool = True) -> 
     and the vectors returned are None. Raises ConfigError for a retriever not in :data:`RETRIEVERS`
     or ``sasrec[seed=N]``."""
     from llmrec.eval import systems
-    from llmrec.retrieval.fusion import Fusion, choose_weights
 
     name = cfg.eval_ranker_retriever
-    if name not in RETRIEVERS and not name.startswith("sasrec[seed="):
+    spec, seed = base.parse(name)
+    if spec is None or not spec.feeds_ranker:
         raise ConfigError(f"eval_ranker_retriever {name!r} cannot feed a ranker; use one of "
                           f"{', '.join(RETRIEVERS)} or sasrec[seed=N]")
-    uses = name.startswith("sasrec") or (name == "fusion" and any(m.startswith("sasrec") for m in cfg.eval_fusion))
+
+    def seeded(m: str) -> bool:
+        s = base.parse(m)[0]
+        return s is not None and s.seeds
+
+    uses = spec.seeds or (spec.composite and any(seeded(m) for m in cfg.eval_fusion))
     seeds = list(cfg.sasrec_seeds) if vectors or uses else []
     loaded = [systems.train_or_load_sasrec(cfg, split, s) for s in seeds]
     members = [m for m, _ in loaded]
-    if name == "sasrec":  # the seed with the best validation NDCG@10, as the harness reports it
+    if spec.pick_seed and seed is None:  # the seed with the best validation NDCG@10, as the harness reports it
         best = max(range(len(seeds)), key=lambda n: loaded[n][1]["valid_ndcg10"])
-        name = f"sasrec[seed={seeds[best]}]"
-    item_vectors = sasrec_mod.EnsembleRetriever(members).item_vectors() if members else None
+        name = f"{spec.name}[seed={seeds[best]}]"
+    item_vectors = sasrec_retriever.EnsembleRetriever(members).item_vectors() if members else None
     identity = {"kind": name, "split": split.fingerprint(), "sasrec_seeds": seeds,
                 "sasrec_sha256": [_sha(systems.retriever_dir(cfg) / f"seed{s}" / "sasrec.pt") for s in seeds]}
-    if name == "fusion":
-        parts = [systems.member(m, cfg, split) for m in cfg.eval_fusion]
-        weights, valid, _ = choose_weights(parts, split, step=systems.FUSION_STEP)
+    extra: dict = {}
+    scorer = systems.build(name, cfg, split, extra)
+    if spec.composite:  # a fusion: its members and the weights chosen on validation
         if log:
-            log(f"[ranker] retriever: fusion of {list(cfg.eval_fusion)}, weights {weights} (validation NDCG@10 {valid:.4f})")
-        identity.update(members=list(cfg.eval_fusion), weights=[round(w, 4) for w in weights])
-        return Fusion(parts, weights), identity, item_vectors
-    return systems.member(name, cfg, split), identity, item_vectors
+            log(f"[ranker] retriever: fusion of {list(cfg.eval_fusion)}, weights {extra['weights']} "
+                f"(validation NDCG@10 {extra['valid_ndcg10']:.4f})")
+        identity.update(members=list(cfg.eval_fusion), weights=[round(w, 4) for w in extra["weights"]])
+    return scorer, identity, item_vectors
 
 
 def rank_data(cfg: Config, split: Split, log=None) -> RankData:

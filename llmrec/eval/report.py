@@ -29,6 +29,7 @@ PUBLISHED = {  # LlamaRec paper, Table 2, its "ML-100k" = ml-latest-small (test,
 }
 
 
+# long: one metrics.json section per protocol, in report order
 def build_metrics(cfg: Config, split: Split, results: dict, config_name: str = "") -> dict:
     """Aggregate per-user ranks into means and 95% bootstrap intervals (``cfg.eval_bootstrap`` resamples,
     seed ``cfg.seed``; the same resampled users for every system)."""
@@ -154,6 +155,7 @@ def _paired_table(title: str, systems: dict, keys: tuple[str, ...]) -> list[str]
     return lines + [""]
 
 
+# long: the report's sections in reading order
 def markdown(metrics: dict) -> str:
     d = metrics["dataset"]
     lines = [f"# llmrec eval: {d['name']}", "",

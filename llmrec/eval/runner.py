@@ -26,15 +26,15 @@ from llmrec.eval.protocols import full_ranking, rerank, sampled
 from llmrec.eval.systems import (
     FUSION_STEP,
     SYSTEMS,
+    build,
     build_system,
     load_split,
     log,
-    member,
     retriever_dir,
     train_or_load_sasrec,
 )
-from llmrec.retrieval import sasrec as sasrec_mod
-from llmrec.retrieval.fusion import Fusion, choose_weights
+from llmrec.retrieval import sasrec_retriever
+from llmrec.retrieval.base import RETRIEVERS
 from llmrec.retrieval.topk import topk
 
 PROTOCOLS = ("full", "sampled", "cold-items")
@@ -76,6 +76,7 @@ def _save_part(parts: Path, name: str, res: dict) -> None:
     tmp.replace(parts / f"{name}.json")
 
 
+# long: the harness's resumable sequence of systems and protocols, step by step
 def run(cfg: Config, out: str | Path, fresh: bool = False, config_name: str = "") -> dict:
     """Evaluate ``cfg.eval_systems`` on ``cfg.dataset``; write ``out/metrics.json``, ``out/report.md``,
     ``out/*.png``. Returns the metrics dict. Raises ConfigError on an unknown system/protocol."""
@@ -102,15 +103,16 @@ def run(cfg: Config, out: str | Path, fresh: bool = False, config_name: str = ""
     log(f"[eval] {split.name}: {split.stats()} (5-core, leave-one-out), {len(users)} {cfg.eval_stage} users")
     results: dict = {}
     for name in cfg.eval_systems:
-        if name in ("sasrec-ensemble", "fusion"):
-            continue  # after the seeds, below
-        names = [name] if name != "sasrec" else [f"sasrec[seed={s}]" for s in cfg.sasrec_seeds]
-        if all((parts / f"{n}.json").exists() for n in names) and (name != "sasrec" or _chosen_ok(parts, cfg)):
-            for n in names + (["sasrec"] if name == "sasrec" else []):
+        if not (RETRIEVERS[name].fits_split or RETRIEVERS[name].pick_seed):
+            continue  # built from the seeds or from other systems: after the seeds, below
+        per_seed = RETRIEVERS[name].pick_seed  # sasrec: one result per seed, then the validation-best
+        names = [name] if not per_seed else [f"{name}[seed={s}]" for s in cfg.sasrec_seeds]
+        if all((parts / f"{n}.json").exists() for n in names) and (not per_seed or _chosen_ok(parts, cfg)):
+            for n in names + ([name] if per_seed else []):
                 results[n] = json.loads((parts / f"{n}.json").read_text())
             log(f"[eval] {name}: done in an earlier run (resumed)")
             continue
-        if name != "sasrec":
+        if not per_seed:
             extra: dict = {}
             t = time.time()
             scorer = build_system(name, cfg, split, extra)
@@ -127,7 +129,7 @@ def run(cfg: Config, out: str | Path, fresh: bool = False, config_name: str = ""
                 res = json.loads((parts / f"{n}.json").read_text())
             else:
                 retr, info = train_or_load_sasrec(cfg, split, seed)
-                res = _evaluate(sasrec_mod.IndexScorer(retr, n), cfg, split, users, n)
+                res = _evaluate(sasrec_retriever.IndexScorer(retr, n), cfg, split, users, n)
                 res.update(train_seconds=info["train_seconds"], best_epoch=info["best_epoch"],
                            epochs=info["epochs"], valid_ndcg10=info["valid_ndcg10"], seed=seed,
                            stopped=info.get("stopped", "unknown (trained before llmrec recorded it)"),
@@ -188,8 +190,7 @@ def _ensemble(cfg: Config, split: Split, users: list[str], parts: Path) -> dict:
         if res.get("seeds") == list(cfg.sasrec_seeds):
             log("[eval] sasrec-ensemble: done in an earlier run (resumed)")
             return res
-    members = [train_or_load_sasrec(cfg, split, s)[0] for s in cfg.sasrec_seeds]
-    ens = sasrec_mod.IndexScorer(sasrec_mod.EnsembleRetriever(members), "sasrec-ensemble")
+    ens = build("sasrec-ensemble", cfg, split)
     valid = full_ranking(ens, split, "valid", users)["ranks"]
     res = _evaluate(ens, cfg, split, users, "sasrec-ensemble")
     res.update(seeds=list(cfg.sasrec_seeds), valid_ndcg10=float(np.where(valid < 10, 1 / np.log2(valid + 2.0), 0).mean()),
@@ -213,10 +214,11 @@ def _fusion(cfg: Config, split: Split, users: list[str], parts: Path) -> dict:
             log("[eval] fusion: done in an earlier run (resumed)")
             return res
     t = time.time()
-    members = [member(m, cfg, split) for m in cfg.eval_fusion]
-    weights, valid, tried = choose_weights(members, split, step=FUSION_STEP)
+    extra: dict = {}
+    fused = build("fusion", cfg, split, extra)
+    weights, valid, tried = extra["weights"], extra["valid_ndcg10"], extra["grid"]
     log(f"[eval] fusion of {cfg.eval_fusion}: weights {weights} (validation NDCG@10 {valid:.4f})")
-    res = _evaluate(Fusion(members, weights), cfg, split, users, "fusion")
+    res = _evaluate(fused, cfg, split, users, "fusion")
     res.update(key, weights=weights, valid_ndcg10=valid, grid=tried, fit_seconds=round(time.time() - t, 1))
     _save_part(parts, "fusion", res)
     return res
@@ -228,9 +230,9 @@ def _store_and_check(cfg: Config, split: Split, chosen: dict) -> str:
     ``llmrec.topk`` over it reproduces the evaluated ranks' top-20. Returns what happened."""
     from llmrec.store import ItemStore
 
-    retr = sasrec_mod.load_retriever(retriever_dir(cfg))
+    retr = sasrec_retriever.load_retriever(retriever_dir(cfg))
     store = ItemStore(retriever_dir(cfg) / "chroma", kind="sasrec")
-    sasrec_mod.store_item_vectors(retr, store, split.items)
+    sasrec_retriever.store_item_vectors(retr, store, split.items)
     ids, mat, _ = store.matrix()
     if ids != split.item_ids:
         return "stored, but the store's id order differs from the split's"
@@ -263,8 +265,8 @@ def _run_ranker(cfg: Config, split: Split, users: list[str], parts: Path, result
         return {name: json.loads((parts / f"{name}.json").read_text())}
     # The retriever's candidates again (cheap), then the ranker on the users whose target is among them.
     if base == "sasrec":
-        retr = sasrec_mod.load_retriever(retriever_dir(cfg) / f"seed{results['sasrec']['seed']}")
-        scorer = sasrec_mod.IndexScorer(retr)
+        retr = sasrec_retriever.load_retriever(retriever_dir(cfg) / f"seed{results['sasrec']['seed']}")
+        scorer = sasrec_retriever.IndexScorer(retr)
     else:
         scorer = build_system(base, cfg, split, {})
     full = full_ranking(scorer, split, cfg.eval_stage, users, cfg.candidates)

@@ -7,22 +7,20 @@ from __future__ import annotations
 import json
 import sys
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from llmrec.config import Config
 from llmrec.data import load_ml100k, load_ml_latest_small
 from llmrec.data.splits import Split, leave_one_out
 from llmrec.errors import ConfigError
-from llmrec.eval.baselines import ItemKNN, MostPopular, TextEmbedding
+from llmrec.retrieval import base, sasrec_retriever
 from llmrec.retrieval import sasrec as sasrec_mod
-from llmrec.retrieval.ease import EASE
+from llmrec.retrieval.base import FUSION_STEP, SYSTEMS
 from llmrec.retrieval.train import sasrec_params
 
-FUSION_STEP = 0.05
-"""Grid step of the fusion weights (simplex)."""
-
-
-SYSTEMS = ("most-popular", "item-knn", "text-embedding", "ease", "sasrec", "sasrec-ensemble", "fusion")
+__all__ = ["FUSION_STEP", "SYSTEMS", "build", "build_system", "load_split", "log", "member", "retriever_dir",
+           "train_or_load_sasrec"]
 
 
 def log(msg: str) -> None:
@@ -49,7 +47,7 @@ def retriever_dir(cfg: Config) -> Path:
     return sasrec_mod.default_dir(cfg.home, name)
 
 
-def train_or_load_sasrec(cfg: Config, split: Split, seed: int) -> tuple[sasrec_mod.SASRecRetriever, dict]:
+def train_or_load_sasrec(cfg: Config, split: Split, seed: int) -> tuple[sasrec_retriever.SASRecRetriever, dict]:
     """The SASRec of ``seed`` from ``{retriever_dir}/seed{seed}/`` if its manifest matches this split and
     these hyper-parameters, else trained now (training split only; early stopping on validation)."""
     p = sasrec_params(cfg)
@@ -59,39 +57,53 @@ def train_or_load_sasrec(cfg: Config, split: Split, seed: int) -> tuple[sasrec_m
         man = json.loads(man_path.read_text())
         if man.get("fingerprint") == split.fingerprint() and sasrec_mod.same_training(man, p):
             log(f"[sasrec] seed {seed}: reusing {folder}")
-            return sasrec_mod.load_retriever(folder), man["train"]
+            return sasrec_retriever.load_retriever(folder), man["train"]
     train = [split.train[u] for u in split.users]
     model, info = sasrec_mod.train_sasrec(train, train, [split.valid[u] for u in split.users], split.n_items, p,
                                           seed=seed, log=log)
     manifest = {"dataset": split.name, "fingerprint": split.fingerprint(), "stats": split.stats(),
                 "seed": seed, "train": info, "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
     sasrec_mod.save(model, split.item_ids, folder, manifest)
-    return sasrec_mod.load_retriever(folder), info
+    return sasrec_retriever.load_retriever(folder), info
+
+
+@dataclass
+class _Harness:
+    """What a registered retriever's ``build`` gets (:class:`llmrec.retrieval.base.Harness`)."""
+
+    cfg: Config
+    split: Split
+    extra: dict = field(default_factory=dict)
+
+    def sasrec(self, seed: int):
+        return train_or_load_sasrec(self.cfg, self.split, seed)
+
+    def member(self, name: str):
+        return member(name, self.cfg, self.split)
+
+
+def build(name: str, cfg: Config, split: Split, extra: dict | None = None):
+    """Any registered retriever (``sasrec[seed=N]`` included) fitted on ``split``, through its
+    :data:`llmrec.retrieval.base.RETRIEVERS` entry. Raises ConfigError for an unknown name."""
+    spec, seed = base.parse(name)
+    if spec is None:
+        raise ConfigError(f"unknown eval system {name!r}; known: {', '.join(SYSTEMS)}")
+    return spec.build(_Harness(cfg, split, {} if extra is None else extra), seed)
 
 
 def build_system(name: str, cfg: Config, split: Split, extra: dict):
-    if name == "most-popular":
-        return MostPopular().fit(split)
-    if name == "item-knn":
-        s = ItemKNN(cfg.knn_neighbors).fit(split)
-        extra["selected_on_validation"] = s.valid_selection
-        return s
-    if name == "ease":
-        s = EASE().fit(split)
-        extra["selected_on_validation"] = s.valid_selection
-        return s
-    if name == "text-embedding":
-        s = TextEmbedding(Path(cfg.home) / "cache", cfg=cfg).fit(split)
-        extra["selected_on_validation"] = s.valid_selection
-        return s
-    raise ConfigError(f"unknown eval system {name!r}; known: {', '.join(SYSTEMS)}")
+    """A system fitted on the split alone (``fits_split`` in the registry: most-popular, item-kNN,
+    text-embedding, EASE); what it chose on validation goes into ``extra``. Raises ConfigError otherwise."""
+    spec, seed = base.parse(name)
+    if spec is None or seed is not None or not spec.fits_split:
+        raise ConfigError(f"unknown eval system {name!r}; known: {', '.join(SYSTEMS)}")
+    return spec.build(_Harness(cfg, split, extra), None)
 
 
 def member(name: str, cfg: Config, split: Split):
-    """A fusion member's scorer: a baseline, or the trained SASRec seeds (their ensemble)."""
-    if name == "sasrec-ensemble":
-        members = [train_or_load_sasrec(cfg, split, s)[0] for s in cfg.sasrec_seeds]
-        return sasrec_mod.IndexScorer(sasrec_mod.EnsembleRetriever(members), name)
-    if name.startswith("sasrec[seed="):
-        return sasrec_mod.IndexScorer(train_or_load_sasrec(cfg, split, int(name[len("sasrec[seed="):-1]))[0], name)
-    return build_system(name, cfg, split, {})
+    """A fusion member's scorer (``fusion_member`` in the registry, or ``sasrec[seed=N]``): a
+    baseline, or the trained SASRec seeds (their ensemble)."""
+    spec, seed = base.parse(name)
+    if spec is None or not (spec.fusion_member or seed is not None):
+        raise ConfigError(f"unknown eval system {name!r}; known: {', '.join(SYSTEMS)}")
+    return spec.build(_Harness(cfg, split, {}), seed)

@@ -1,7 +1,8 @@
 """``llmrec ingest``: encode a catalog's items, upsert them into the store, save interactions.
 
 A data directory holds the Chroma store (collection ``items_text``; ``items_image`` for items'
-images, see :mod:`llmrec.ingest.image`), ``interactions.csv`` (user,item,timestamp,rating),
+images, see :mod:`llmrec.ingest.image`; ``items_audio``, :mod:`llmrec.ingest.audio`; one per
+modality of :data:`llmrec.ingest.base.MODALITIES`), ``interactions.csv`` (user,item,timestamp,rating),
 ``failures.jsonl`` (items whose image could not be used, and why) and ``manifest.json`` (dataset
 name, counts, encoders).
 

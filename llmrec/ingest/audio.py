@@ -102,6 +102,7 @@ def _failure(item: Item, stage: str, err: BaseException) -> dict:
             "time": datetime.now(UTC).isoformat(timespec="seconds")}
 
 
+# long: one resumable per-item loop (load, embed, transcribe, write, record the failure)
 def ingest_audio(cfg: Config, dataset: Dataset, out: Path, text_store, pipeline: AudioPipeline | None,
                  log=print, progress=None) -> dict:
     """Embed and transcribe the audio of ``dataset``'s items into the store at ``out`` (module docstring).
@@ -220,3 +221,29 @@ def _transcribe(encoder, item: Item, clip) -> tuple[str | None, dict | None]:
         return encoder.transcribe([clip])[0], None
     except Exception as e:  # noqa: BLE001 - a transcript failure keeps the vector
         return None, _failure(item, "transcribe", e)
+
+
+class AudioModality:
+    """The ``audio`` entry of :data:`llmrec.ingest.base.MODALITIES` (see :class:`~llmrec.ingest.base.Modality`)."""
+
+    kind = AUDIO_KIND
+    flag = "audio"
+    derived_keys = DERIVED_KEYS
+
+    def path(self, item: Item) -> str | None:
+        return item.audio
+
+    def wanted(self, cfg: Config, dataset: Dataset) -> bool:
+        """:func:`audio_wanted`."""
+        return audio_wanted(cfg, dataset)
+
+    def pipeline(self, cfg: Config) -> AudioPipeline:
+        return AudioPipeline(cfg)
+
+    def ingest(self, cfg: Config, dataset: Dataset, out: Path, text_store, pipeline: AudioPipeline | None,
+               log=print, progress=None) -> dict:
+        """:func:`ingest_audio`."""
+        return ingest_audio(cfg, dataset, out, text_store, pipeline, log, progress)
+
+
+AUDIO = AudioModality()

@@ -164,6 +164,7 @@ class ImagePipeline:
 
 
 # --------------------------------------------------------------------------- ingest
+# long: one resumable per-item loop (load, encode, caption, write, record the failure)
 def ingest_images(cfg: Config, dataset: Dataset, out: Path, text_store, pipeline: ImagePipeline | None,
                   log=print, progress=None) -> dict:
     """Encode and caption the images of ``dataset``'s items into the store at ``out`` (module docstring).
@@ -305,7 +306,28 @@ def _caption(captioner, item: Item, im) -> tuple[str | None, dict | None]:
         return None, _failure(item, "caption", e)
 
 
+# --------------------------------------------------------------------------- the registry entry
+class ImageModality:
+    """The ``image`` entry of :data:`llmrec.ingest.base.MODALITIES` (see :class:`~llmrec.ingest.base.Modality`)."""
+
+    kind = IMAGE_KIND
+    flag = "images"
+    derived_keys = DERIVED_KEYS
+
+    def path(self, item: Item) -> str | None:
+        return item.image
+
+    def wanted(self, cfg: Config, dataset: Dataset) -> bool:
+        """:func:`images_wanted` (the built-in MovieLens datasets by name)."""
+        return images_wanted(cfg, dataset)
+
+    def pipeline(self, cfg: Config) -> ImagePipeline:
+        return ImagePipeline(cfg)
+
+    def ingest(self, cfg: Config, dataset: Dataset, out: Path, text_store, pipeline: ImagePipeline | None,
+               log=print, progress=None) -> dict:
+        """:func:`ingest_images`."""
+        return ingest_images(cfg, dataset, out, text_store, pipeline, log, progress)
 
 
-
-
+IMAGE = ImageModality()

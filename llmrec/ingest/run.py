@@ -17,9 +17,9 @@ from llmrec.data.catalog import LoadReport, load_catalog
 from llmrec.data.movielens import load_ml100k, load_ml_latest_small
 from llmrec.data.types import Dataset, item_metadata
 from llmrec.errors import ConfigError, DataError, StoreError
-from llmrec.ingest.audio import DERIVED_KEYS as AUDIO_DERIVED_KEYS
-from llmrec.ingest.audio import AudioPipeline, audio_wanted, ingest_audio
-from llmrec.ingest.image import DERIVED_KEYS, ImagePipeline, attach_posters, images_wanted, ingest_images
+from llmrec.ingest.base import MODALITIES, derived_keys
+from llmrec.ingest.image import attach_posters
+from llmrec.ingest.media import FAILURES_FILE
 from llmrec.store import StoreUnavailableError
 from llmrec.store.interactions import (  # noqa: F401  (re-exported: their former home)
     INTERACTIONS_FILE,
@@ -69,9 +69,10 @@ def _hint_rerun(fn):
 
 @_hint_rerun
 def ingest(cfg: Config, dataset: Dataset, log=print, images: bool | None = None, progress=None,
-           audio: bool | None = None) -> dict:
+           audio: bool | None = None, **modalities: bool | None) -> dict:
     """Encode and upsert every new or changed item (idempotent, by item id), merge interactions,
-    then (``images``) encode and caption the items' images.
+    then (``images``) encode and caption the items' images, then (``audio``) embed and transcribe
+    their audio: each modality of :data:`llmrec.ingest.base.MODALITIES` in order.
 
     Interactions are merged with the stored ones, unique by (user, item, timestamp), and written to
     a temporary file then renamed (with ``chroma_host``: added to the server's ``interactions``
@@ -89,6 +90,7 @@ def ingest(cfg: Config, dataset: Dataset, log=print, images: bool | None = None,
             :func:`~llmrec.ingest.image.images_wanted`).
         audio: embed and transcribe audio into ``items_audio`` the same way (:mod:`llmrec.ingest.audio`);
             None: config ``ingest_audio`` (``auto``: :func:`~llmrec.ingest.audio.audio_wanted`).
+        modalities: the keyword (its ``flag``) of any other registered modality, the same way.
         log: one-line messages. progress: ``progress(done, total)`` after each image processed.
 
     Raises:
@@ -108,12 +110,17 @@ def ingest(cfg: Config, dataset: Dataset, log=print, images: bool | None = None,
     from llmrec.encoders.text import TextEncoder
     from llmrec.store import ensure_dir
 
+    flags = {m.flag for m in MODALITIES.values()}
+    for name in modalities:
+        if name not in flags:
+            raise TypeError(f"ingest() got an unexpected keyword argument {name!r}")
+    requested = {"images": images, "audio": audio, **modalities}
     check_dataset(dataset)
     encoder = TextEncoder(cfg)  # a bad encoder is refused before the data directory is created
-    images = images_wanted(cfg, dataset) if images is None else bool(images)
-    pipeline = ImagePipeline(cfg) if images and any(it.image for it in dataset.items) else None
-    audio = audio_wanted(cfg, dataset) if audio is None else bool(audio)
-    audio_pipeline = AudioPipeline(cfg) if audio and any(it.audio for it in dataset.items) else None
+    todo = []  # (modality, on, pipeline): models loaded before the data directory is created
+    for m in MODALITIES.values():
+        on = m.wanted(cfg, dataset) if requested.get(m.flag) is None else bool(requested[m.flag])
+        todo.append((m, on, m.pipeline(cfg) if on and any(m.path(it) for it in dataset.items) else None))
     out = ensure_dir(cfg.store_dir())
     with open(out / LOCK_FILE, "a+") as lock:  # one writer per data directory
         try:
@@ -121,34 +128,29 @@ def ingest(cfg: Config, dataset: Dataset, log=print, images: bool | None = None,
         except BlockingIOError:
             raise StoreError(f"another `llmrec ingest` is writing to {out}: wait for it to finish") from None
         summary = _ingest_locked(cfg, dataset, encoder, out)
-        if images:
+        for m, on, pipeline in todo:
+            if not on:
+                continue
             try:
-                summary.update(ingest_images(cfg, dataset, out, summary["_text_store"], pipeline, log, progress))
-            except BaseException:
-                _bump_stamp(cfg, best_effort=True)
-                raise
-            _bump_stamp(cfg)
-            (out / MANIFEST_FILE).write_text(json.dumps(_manifest(summary), indent=1))
-        if audio:
-            try:
-                summary.update(ingest_audio(cfg, dataset, out, summary["_text_store"], audio_pipeline, log, progress))
+                summary.update(m.ingest(cfg, dataset, out, summary["_text_store"], pipeline, log, progress))
             except BaseException:
                 _bump_stamp(cfg, best_effort=True)
                 raise
             _bump_stamp(cfg)
             (out / MANIFEST_FILE).write_text(json.dumps(_manifest(summary), indent=1))
         summary.pop("_text_store", None)
-        summary["images_ingested"] = images
-        summary["audio_ingested"] = audio
+        for m, on, _ in todo:
+            summary[f"{m.flag}_ingested"] = on
         return summary
 
 
 def _manifest(summary: dict) -> dict:
-    out = {k: v for k, v in summary.items() if not k.startswith("_") and k not in ("image_failures", "audio_failures")}
-    if "image_failures" in summary:
-        out["image_failures_file"] = "failures.jsonl"
-    if "audio_failures" in summary:
-        out["audio_failures_file"] = "failures.jsonl"
+    """The summary without private keys, each modality's failure records replaced by the file's name."""
+    records = [f"{m.kind}_failures" for m in MODALITIES.values()]
+    out = {k: v for k, v in summary.items() if not k.startswith("_") and k not in records}
+    for key in records:
+        if key in summary:
+            out[f"{key}_file"] = FAILURES_FILE
     return out
 
 
@@ -197,9 +199,10 @@ def _write(cfg: Config, dataset: Dataset, encoder, out: Path, store, interaction
     bar = tqdm(total=len(items), desc="encode+upsert items", unit="item")
     step = max(cfg.encode_batch_size * 8, 256)
     unchanged, wrote = 0, False
+    derived = derived_keys()
     for s in range(0, len(items), step):
         chunk = items[s:s + step]
-        stored = {i: {k: v for k, v in m.items() if k not in DERIVED_KEYS + AUDIO_DERIVED_KEYS}  # captions come from images
+        stored = {i: {k: v for k, v in m.items() if k not in derived}  # captions come from images
                   for i, m in store.metadata([it.id for it in chunk]).items()}
         metas = {it.id: {k: v for k, v in item_metadata(it).items() if v is not None} for it in chunk}
         todo = [it for it in chunk if stored.get(it.id) != metas[it.id]]  # new or changed items only

@@ -11,7 +11,7 @@ from llmrec.config import Config
 from llmrec.encoders.locations import llm_path
 from llmrec.encoders.text import apply_threads, resolve_device
 from llmrec.errors import ModelError, PromptTooLongError
-from llmrec.llm.base import Messages
+from llmrec.llm.base import Messages, single_token_id
 
 
 class TransformersBackend:
@@ -50,12 +50,8 @@ class TransformersBackend:
         return self.tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
 
     def label_id(self, label: str) -> int:
-        if label not in self._label_ids:
-            ids = self.tokenizer.encode(label, add_special_tokens=False)
-            if len(ids) != 1:
-                raise ModelError(f"label {label!r} is {len(ids)} tokens for this tokenizer; labels must be one token")
-            self._label_ids[label] = ids[0]
-        return self._label_ids[label]
+        """The label's single token id. Raises ModelError when it is not one token."""
+        return single_token_id(self.tokenizer, label, self._label_ids)
 
     def embed(self, text: str, soft_tokens: dict | None = None) -> torch.Tensor:
         """Input embeddings [seq, d_llm] of a rendered prompt, soft tokens spliced in."""
@@ -119,13 +115,20 @@ class TransformersBackend:
         return [t.strip() for t in tok.batch_decode(new, skip_special_tokens=True)]
 
 
-def make_backend(cfg: Config):
-    """The backend named by ``cfg.llm_backend``: ``transformers`` (in-process) or ``vllm``
-    (:class:`llmrec.llm.vllm.VLLMBackend`, a vLLM server)."""
-    if cfg.llm_backend == "transformers":
-        return TransformersBackend(cfg)
-    if cfg.llm_backend == "vllm":
-        from llmrec.llm.vllm import VLLMBackend
+def zero_shot_ranker(cfg: Config):
+    """The base LLM in-process with the trained ranker's prompt (titles only): a
+    :class:`~llmrec.rank.model.RankerModel` without adapter or soft tokens, in eval mode (the
+    ``transformers`` entry of :data:`llmrec.llm.base.BACKENDS`). Raises ModelError when the LLM
+    cannot be loaded."""
+    from llmrec.rank import checkpoint as ckpt
+    from llmrec.rank.model import RankerModel
 
-        return VLLMBackend(cfg)
-    raise ModelError(f"unknown llm_backend {cfg.llm_backend!r} (available: transformers, vllm)")
+    llm, tok = ckpt.load_base(cfg)
+    return RankerModel(llm, tok).eval()
+
+
+def load_ranker(folder, cfg: Config, retriever: dict | None = None):
+    """A trained ranker checkpoint in-process, LoRA merged (:func:`llmrec.rank.checkpoint.load`)."""
+    from llmrec.rank import checkpoint as ckpt
+
+    return ckpt.load(folder, cfg, retriever=retriever)

@@ -41,7 +41,7 @@ import torch
 from llmrec.config import Config
 from llmrec.encoders.locations import llm_path
 from llmrec.errors import ModelError, PromptTooLongError
-from llmrec.llm.base import Messages
+from llmrec.llm.base import Messages, single_token_id
 from llmrec.llm.vllm_server import VLLMServer, healthy
 
 RETRY_AFTER_S = 10.0
@@ -210,12 +210,7 @@ class VLLMBackend:
 
     def label_id(self, label: str) -> int:
         """The label's single token id. Raises ModelError when it is not one token."""
-        if label not in self._label_ids:
-            ids = self.tokenizer.encode(label, add_special_tokens=False)
-            if len(ids) != 1:
-                raise ModelError(f"label {label!r} is {len(ids)} tokens for this tokenizer; labels must be one token")
-            self._label_ids[label] = ids[0]
-        return self._label_ids[label]
+        return single_token_id(self.tokenizer, label, self._label_ids)
 
     @property
     def embeddings(self) -> torch.Tensor:

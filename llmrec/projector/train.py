@@ -142,6 +142,7 @@ def title_top1(splicer: Splicer, model: AlignedProjector, V: torch.Tensor, title
             "mean_rank": float(ranks.mean())}
 
 
+# long: one training loop (epochs, held-out loss, early stopping); its steps share the loop's state
 def train(llm, tokenizer, vectors: np.ndarray, titles: list[str], texts: list[str], modality: str,
           p: ProjectorParams, log=print) -> tuple[AlignedProjector, dict]:
     """Train a projector for ``modality`` on item vectors and their texts (module docstring).

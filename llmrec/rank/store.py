@@ -31,26 +31,28 @@ def retriever_identity(cfg, manifest: dict) -> dict:
 
 
 class _IndexScores:
-    """A store retriever as scores over its own item indices."""
+    """A store retriever as scores over its own item indices (``dense_scores``: always ``scores``)."""
+
+    dense_scores = True
 
     def __init__(self, retriever):
         self.r = retriever
+        self.kind = self.name = retriever.kind
 
     def scores(self, histories: list[list[int]]) -> np.ndarray:
-        if hasattr(self.r, "scores"):
+        if self.r.dense_scores:  # e.g. fusion: scores over item ids
             ids = self.r.item_ids
             return self.r.scores([[ids[i] for i in h] for h in histories])
         return self.r.user_vectors_idx(histories) @ self.r.item_vectors().T
 
 
 def sasrec_vectors(retriever) -> np.ndarray:
-    """float32 [N, d]: the SASRec (or seed-ensemble) item vectors inside a store retriever."""
-    if hasattr(retriever, "members") and isinstance(retriever.members, dict):  # fusion
-        for m in retriever.members.values():
-            if hasattr(m, "user_vectors_idx"):
-                return m.item_vectors()
+    """float32 [N, d]: the SASRec (or seed-ensemble) item vectors inside a store retriever
+    (its ``soft_token_vectors()``). Raises ModelError: a fusion without a SASRec member."""
+    v = retriever.soft_token_vectors()
+    if v is None:
         raise ModelError("the fused retriever has no SASRec member to give soft-token vectors")
-    return retriever.item_vectors()
+    return v
 
 
 def store_rank_data(rec) -> RankData:

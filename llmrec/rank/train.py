@@ -108,8 +108,9 @@ class RankData:
 def retrieve(scorer, histories: list[list[int]], n: int, batch: int = 256) -> tuple[np.ndarray, np.ndarray]:
     """The retriever's top ``n`` item indices [B, n] (best first, history masked) and their scores [B, n].
 
-    ``scorer``: ``scores(histories) -> [B, N]``, or ``user_vectors(histories)`` and ``item_vectors()``."""
-    V = None if hasattr(scorer, "scores") else np.ascontiguousarray(scorer.item_vectors(), dtype=np.float32)
+    ``scorer``: a :class:`~llmrec.retrieval.base.Retriever`: ``scores(histories) -> [B, N]`` when its
+    ``dense_scores``, else ``user_vectors(histories)`` and ``item_vectors()``."""
+    V = None if scorer.dense_scores else np.ascontiguousarray(scorer.item_vectors(), dtype=np.float32)
     tops, vals = [], []
     for s in range(0, len(histories), batch):
         hs = histories[s:s + batch]
@@ -217,6 +218,7 @@ def _standardise(V: np.ndarray) -> np.ndarray:
     return ((V - V.mean(0)) / np.maximum(V.std(0), 1e-6)).astype(np.float32)
 
 
+# long: one resumable training loop (steps, validation, early stopping, checkpoints)
 def train_ranker(cfg: Config, data: RankData, out: str | Path, log=print, fresh: bool = False) -> dict:
     """Train the ranker on ``data``; write the checkpoint to ``out`` (see ``llmrec.rank.checkpoint``).
 

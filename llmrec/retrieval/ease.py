@@ -23,7 +23,8 @@ LAMBDAS = (10.0, 25.0, 50.0, 100.0, 200.0, 400.0, 800.0)
 class EASE:
     """EASE over 0-based item indices. ``lam``: the L2 strength (None = choose on validation)."""
 
-    name = "ease"
+    kind = name = "ease"
+    dense_scores = False
 
     def __init__(self, lam: float | None = None, half_life: float = 0.0):
         self.lam, self.half_life = lam, half_life

@@ -13,10 +13,15 @@ import itertools
 
 import numpy as np
 
+from llmrec.retrieval.scores import score
+
 
 class Fusion:
     """Weighted sum of standardised member scores. ``members``: scorers with ``user_vectors``
     and ``item_vectors`` over the same item order; ``weights``: one float >= 0 each."""
+
+    kind = "fusion"
+    dense_scores = False
 
     def __init__(self, members: list, weights: list[float], name: str = "fusion"):
         if len(members) != len(weights) or not members:
@@ -70,10 +75,9 @@ def choose_weights(members: list, split=None, step: float = 0.05, log=None, hist
 
 
 def _scores(m, histories) -> np.ndarray:
-    """float32 [B, N]: a member's own ``scores`` (item-kNN: sparse) or ``user_vectors @ item_vectors.T``."""
-    if hasattr(m, "scores"):
-        return m.scores(histories).astype(np.float32)
-    return m.user_vectors(histories).astype(np.float32) @ m.item_vectors().T
+    """float32 [B, N]: a member's own ``scores`` (``dense_scores``, e.g. item-kNN: sparse) or
+    ``user_vectors @ item_vectors.T`` (:func:`llmrec.retrieval.base.score`)."""
+    return score(m, histories)
 
 
 def standardised(S: np.ndarray) -> np.ndarray:
@@ -84,26 +88,32 @@ def standardised(S: np.ndarray) -> np.ndarray:
 class FusedRetriever:
     """The store's fused retriever (``llmrec train-retriever``, kind ``fusion``): named members over
     the same item ids (SASRec or its seed ensemble, item-kNN, EASE), their standardised scores
-    summed with ``weights`` (chosen on validation).
+    summed with ``weights`` (chosen on validation). ``members``: name -> a
+    :class:`~llmrec.retrieval.base.Retriever` over indices into ``item_ids`` (SASRec wrapped in
+    :class:`~llmrec.retrieval.sasrec_retriever.IndexScorer`). ``soft``: the member whose item vectors are the
+    trained ranker's soft-token inputs (the SASRec), or None.
 
     ``scores(histories of item ids) -> float32 [B, N]`` in ``item_ids`` order (unknown ids skipped)."""
 
-    def __init__(self, members: dict, weights: list[float], item_ids: list[str]):
+    kind = "fusion"
+    dense_scores = True
+
+    def __init__(self, members: dict, weights: list[float], item_ids: list[str], soft: str | None = None):
         if len(members) != len(weights):
             raise ValueError("one weight per fusion member")
+        self.soft = soft
         self.members, self.weights, self.item_ids = members, [float(w) for w in weights], list(item_ids)
         self.index = {i: n for n, i in enumerate(self.item_ids)}
 
     def scores(self, histories: list[list[str]]) -> np.ndarray:
         idx = [[self.index[i] for i in h if i in self.index] for h in histories]
         total = np.zeros((len(idx), len(self.item_ids)), dtype=np.float32)
-        for (name, m), w in zip(self.members.items(), self.weights, strict=True):
-            if not w:
-                continue
-            if name == "item-knn":
-                S = m.scores(idx)
-            else:  # a vector scorer: SASRec (user_vectors_idx) or EASE (user_vectors over indices)
-                U = m.user_vectors_idx(idx) if hasattr(m, "user_vectors_idx") else m.user_vectors(idx)
-                S = U @ m.item_vectors().T
-            total += w * standardised(S.astype(np.float32))
+        for m, w in zip(self.members.values(), self.weights, strict=True):
+            if w:
+                total += w * standardised(score(m, idx))
         return total
+
+    def soft_token_vectors(self) -> np.ndarray | None:
+        """float32 [N, d]: the item vectors of its ``soft`` member (SASRec or its ensemble); None
+        when it has none."""
+        return None if self.soft is None else self.members[self.soft].item_vectors()

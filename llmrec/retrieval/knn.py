@@ -40,7 +40,9 @@ class ItemKNN:
             (:func:`llmrec.retrieval.validation.select_half_life`, or :meth:`select_half_life` here).
     """
 
-    name = "item-knn"
+    kind = name = "item-knn"
+    dense_scores = True
+    """:meth:`scores` (the sparse product) is its score; its dense vectors feed ``llmrec.topk`` in the harness."""
 
     def __init__(self, neighbors: int = 100, half_life: float | None = None):
         self.neighbors, self.half_life = neighbors, half_life

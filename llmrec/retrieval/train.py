@@ -25,12 +25,11 @@ import warnings
 import zipfile
 from pathlib import Path
 
-import numpy as np
-
 from llmrec.config import Config
 from llmrec.errors import ConfigError, DataError, IncompleteRetrieverWarning, ModelError, StoreError
 from llmrec.metrics import ndcg10_from_scores
 from llmrec.retrieval import sasrec as sasrec_mod
+from llmrec.retrieval import sasrec_retriever
 from llmrec.retrieval.store_data import StoreSequences, store_sequences
 
 MANIFEST = "manifest.json"
@@ -94,6 +93,7 @@ def load_store(cfg: Config) -> tuple[list[str], list, Path]:
     return ids, open_interactions(cfg, path).read(), path
 
 
+# long: train-retriever's sequence: hold-out, members, fusion weights, manifest
 def train_retriever(cfg: Config, log=print) -> dict:
     """Train (or reuse) the store's SASRec seeds, choose on validation, write the folder.
 
@@ -137,13 +137,13 @@ def train_retriever(cfg: Config, log=print) -> dict:
     best = max(range(len(members)), key=lambda n: (valid[f"sasrec[seed={seeds[n]}]"], -n))
     kind, chosen, names = "sasrec", f"sasrec[seed={seeds[best]}]", [f"seed{seeds[best]}"]
     if len(members) > 1:
-        ens = sasrec_mod.EnsembleRetriever(members)
+        ens = sasrec_retriever.EnsembleRetriever(members)
         valid["sasrec-ensemble"] = ndcg10_from_scores(ens.user_vectors_idx(vhist) @ ens.item_vectors().T, vt, vhist)
         if valid["sasrec-ensemble"] > valid[chosen]:
             kind, chosen, names = "sasrec-ensemble", "sasrec-ensemble", [f"seed{s}" for s in seeds]
     fusion, written = None, []
     if cfg.retriever_fusion:
-        sas = members[best] if kind == "sasrec" else sasrec_mod.EnsembleRetriever(members)
+        sas = members[best] if kind == "sasrec" else sasrec_retriever.EnsembleRetriever(members)
         fusion, fvalid, written = _fit_fusion(cfg, data, train, vu, vt, sas, kind, folder, log)
         valid["fusion"] = fvalid
         if fvalid > valid[chosen]:
@@ -171,40 +171,30 @@ def train_retriever(cfg: Config, log=print) -> dict:
 
 
 def _fit_fusion(cfg: Config, data: StoreSequences, train, vu, vt, sas, sas_kind: str, folder: Path, log):
-    """Item-kNN (and EASE when the catalog has at most ``ease_max_items`` items) beside the chosen
-    SASRec: each fitted on the training part with its choices made on validation, the fusion
-    weights chosen on validation, then kNN and EASE refitted on every interaction and saved
-    as ``item-knn.npz.part`` and ``ease.npy.part`` (the caller renames them just before the manifest).
+    """The registry's store members (:func:`llmrec.retrieval.base.store_members`: item-kNN, and EASE
+    when the catalog has at most ``ease_max_items`` items) beside the chosen SASRec: each fitted on
+    the training part with its choices made on validation, the fusion weights chosen on validation,
+    then each refitted on every interaction and saved as its ``store_file`` + ``.part``
+    (``item-knn.npz.part``, ``ease.npy.part``; the caller renames them just before the manifest).
     Returns (the manifest's ``fusion`` entry, its validation NDCG@10, the files written)."""
-    from llmrec.retrieval.ease import EASE
+    from llmrec.retrieval.base import store_members
     from llmrec.retrieval.fusion import choose_weights
-    from llmrec.retrieval.knn import ItemKNN
 
     n = len(data.item_ids)
     vhist = [train[u] for u in vu]
-    knn = ItemKNN(cfg.knn_neighbors, half_life=0.0).fit_sequences(train, n)
-    knn.select_half_life(vhist, vt)
-    members, scorers = [sas_kind, "item-knn"], [sasrec_mod.IndexScorer(sas), knn]
-    ease = None
-    if n <= cfg.ease_max_items:
-        ease = EASE(lam=10.0).fit_sequences(train, n)
-        ease.select(vhist, vt)
-        members.append("ease")
-        scorers.append(ease)
+    specs = store_members(cfg, n)
+    fitted = [spec.store_fit(cfg, train, n, vhist, vt) for spec in specs]
+    members, scorers = [sas_kind, *(s.name for s in specs)], [sasrec_retriever.IndexScorer(sas), *fitted]
     weights, valid, _ = choose_weights(scorers, histories=vhist, targets=vt)
     log(f"[train-retriever] fusion of {members}: weights {weights}, validation NDCG@10 {valid:.4f}")
-    knn.fit_sequences(data.seqs, n)  # choices made: refit on every interaction
-    written = [folder / "item-knn.npz.part"]
-    with open(written[0], "wb") as f:
-        np.savez(f, **knn.state())
-    entry = {"members": members, "weights": weights, "knn_half_life": knn.half_life, "used": True}
-    if ease is not None:
-        ease.fit_sequences(data.seqs, n, lam=ease.lam)
-        del ease._G
-        written.append(folder / "ease.npy.part")
-        with open(written[1], "wb") as f:
-            np.save(f, ease.B)
-        entry.update(ease_lambda=ease.lam, ease_half_life=ease.half_life)
+    entry, written = {"members": members, "weights": weights}, []
+    for spec, r in zip(specs, fitted, strict=True):
+        spec.store_refit(r, data.seqs, n)  # choices made: refit on every interaction
+        written.append(folder / f"{spec.store_file}.part")
+        with open(written[-1], "wb") as f:
+            spec.store_save(r, f)
+        entry.update(spec.store_entry(r))
+    entry["used"] = True
     return entry, valid, written
 
 
@@ -217,47 +207,43 @@ def _train_or_reuse(data: StoreSequences, train, vhist, vt, p, seed: int, folder
             man = {}
         if man.get("fingerprint") == data.fingerprint and sasrec_mod.same_training(man, p):
             log(f"[train-retriever] seed {seed}: reusing {folder} (same interactions and hyper-parameters)")
-            return sasrec_mod.load_retriever(folder), man["train"]
+            return sasrec_retriever.load_retriever(folder), man["train"]
     model, info = sasrec_mod.train_sasrec(train, vhist, vt, len(data.item_ids), p, seed=seed, log=log)
     sasrec_mod.save(model, data.item_ids, folder, {
         "fingerprint": data.fingerprint, "seed": seed, "train": info,
         "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())})
-    return sasrec_mod.load_retriever(folder), info
+    return sasrec_retriever.load_retriever(folder), info
 
 
 def _load_fusion(folder: Path, man: dict, sas):
-    from llmrec.retrieval.ease import EASE
+    from llmrec.retrieval.base import RETRIEVERS
     from llmrec.retrieval.fusion import FusedRetriever
-    from llmrec.retrieval.knn import ItemKNN
 
     n, where = len(man["item_ids"]), folder / MANIFEST
     try:
         f = man["fusion"]
-        where = folder / "item-knn.npz"
-        with open(where, "rb") as fh, np.load(fh) as st:
-            parts = {f["members"][0]: sas, "item-knn": ItemKNN.from_state(st)}
-        if parts["item-knn"].n_items != n:
-            raise ValueError(f"{parts['item-knn'].n_items} items, the manifest has {n}")
-        if "ease" in f["members"]:
-            where = folder / "ease.npy"
-            ease = EASE(lam=f["ease_lambda"], half_life=f["ease_half_life"])
+        first, rest = f["members"][0], f["members"][1:]
+        parts = {first: sasrec_retriever.IndexScorer(sas, first)}
+        for name in rest:  # each registered store member from its file (item-knn.npz, ease.npy)
+            spec, where = RETRIEVERS.get(name) if isinstance(name, str) else None, folder / MANIFEST
+            if spec is None or spec.store_load is None:
+                raise ValueError(f"unknown fusion member {name!r}")
+            where = folder / spec.store_file
             with open(where, "rb") as fh:
-                ease.B, ease.n_items = np.load(fh), n
-            if ease.B.shape != (n, n):
-                raise ValueError(f"shape {ease.B.shape}, the manifest's {n} items need ({n}, {n})")
-            parts["ease"] = ease
+                parts[name] = spec.store_load(fh, f, n)
         where = folder / MANIFEST
         weights = [float(w) for w in f["weights"]]
         if not all(math.isfinite(w) for w in weights):
             raise ValueError(f"fusion weights must be finite, got {weights}")
-        return FusedRetriever(parts, weights, man["item_ids"])
+        soft = next((k for k, m in parts.items() if RETRIEVERS[m.kind].soft_tokens), None)
+        return FusedRetriever(parts, weights, man["item_ids"], soft)
     except (OSError, ValueError, KeyError, TypeError, IndexError, EOFError, zipfile.BadZipFile) as e:
         what = f"missing key {e}" if isinstance(e, KeyError) else str(e)
         raise ModelError(f"cannot load the fused retriever in {folder}: {where.name}: {what}; run `llmrec "
                          "train-retriever` again") from e
 
 
-def load_trained(folder: str | Path):
+def load_trained(folder: str | Path, stacklevel: int = 3):
     """(retriever, manifest) of a folder written by :func:`train_retriever` (or, for older
     folders, by ``llmrec eval``: ``ensemble.json`` or a single ``sasrec.pt``); None when the
     folder holds no retriever. The retriever has ``item_ids``, ``user_vectors(histories of ids)``,
@@ -265,7 +251,8 @@ def load_trained(folder: str | Path):
 
     Warns (:class:`IncompleteRetrieverWarning`) and returns None when a member seed was trained on
     other interactions or items than the manifest says (a ``train-retriever`` run was interrupted
-    after retraining it): the caller then uses item-kNN until the next run finishes.
+    after retraining it): the caller then uses item-kNN until the next run finishes. ``stacklevel``:
+    the warning's, counted from this function (3: the caller's caller).
 
     Raises:
         ModelError: ``folder`` is a file, or the files are there but unreadable or damaged (the
@@ -294,7 +281,7 @@ def load_trained(folder: str | Path):
                 raise ModelError(f"the retriever manifest {man_path} names the member {m!r}, but {folder / m} "
                                  "is not a folder: run `llmrec train-retriever` again")
             try:
-                members.append(sasrec_mod.load_retriever(folder / m))
+                members.append(sasrec_retriever.load_retriever(folder / m))
             except ModelError:
                 raise
             except (KeyError, TypeError, ValueError, RuntimeError, EOFError, pickle.UnpicklingError) as e:
@@ -305,17 +292,17 @@ def load_trained(folder: str | Path):
             warnings.warn(IncompleteRetrieverWarning(
                 f"the trained retriever in {folder} is incomplete: member(s) {', '.join(stale)} were trained "
                 f"on other interactions or items than its {MANIFEST} says (an interrupted `llmrec "
-                "train-retriever`?); using item-kNN until `llmrec train-retriever` runs to the end"), stacklevel=3)
+                "train-retriever`?); using item-kNN until `llmrec train-retriever` runs to the end"), stacklevel=stacklevel)
             return None
-        sas = sasrec_mod.EnsembleRetriever(members) if len(members) > 1 else members[0]
+        sas = sasrec_retriever.EnsembleRetriever(members) if len(members) > 1 else members[0]
         if man.get("kind") == "fusion":
             return _load_fusion(folder, man, sas), man
         return sas, man
     if (folder / "ensemble.json").exists():  # llmrec eval's layout
-        ens = sasrec_mod.load_ensemble(folder)
+        ens = sasrec_retriever.load_ensemble(folder)
         spec = json.loads((folder / "ensemble.json").read_text())
         return ens, {**spec, "kind": "sasrec-ensemble", "item_ids": ens.item_ids}
     if man is not None and (folder / man.get("weights", "sasrec.pt")).exists():
-        return sasrec_mod.load_retriever(folder), {**man, "kind": "sasrec"}
+        return sasrec_retriever.load_retriever(folder), {**man, "kind": "sasrec"}
     return None
 

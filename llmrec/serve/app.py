@@ -286,7 +286,7 @@ def exposure_warning(cfg: Config) -> str | None:
     if cfg.serve_api_key or is_loopback(cfg.serve_host):
         return None
     return (f"llmrec serve: WARNING: listening on {cfg.serve_host} (not loopback) without serve_api_key: anyone "
-            "who can reach this port can use the API and its ranking workers. Set LLMREC_SERVE_API_KEY, or "
+            "who can reach this port can use the API and its ranking workers. Set LLMREC_SERVE__API_KEY, or "
             "serve_host: 127.0.0.1 behind a proxy that authenticates.")
 
 

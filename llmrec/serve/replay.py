@@ -81,7 +81,7 @@ class Replayer:
         t = ChatSession(self.rec, page_size=self.page_size)
         # Never copied: read-only after construction and large (the store, the title index).
         self._shared = {id(v): v for v in (t.rec, t.index, t.by_genre, t.genres)}
-        self._template, self._version = t, getattr(self.rec, "_stamp", None)
+        self._template, self._version = t, self.rec.version
 
     def _sync(self) -> None:
         """With a Chroma server the recommender reloads when another process ingested
@@ -90,9 +90,9 @@ class Replayer:
         refresh = getattr(self.rec, "refresh", None)
         if refresh is not None:
             refresh()
-        if getattr(self.rec, "_stamp", None) != self._version:
+        if self.rec.version != self._version:
             with self._lock:
-                if getattr(self.rec, "_stamp", None) != self._version:
+                if self.rec.version != self._version:
                     self._cache.clear()
                     self._new_template()
 

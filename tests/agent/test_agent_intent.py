@@ -12,6 +12,8 @@ from llmrec.agent.session import ChatSession
 from llmrec.errors import ConfigError
 from llmrec.recommender import Recommender
 
+pytestmark = pytest.mark.slow  # the LLM intent step over many messages: about 1 minute (make test-all)
+
 MESSAGES = ["what should I watch tonight?", "hmm, other options?", "thanks, that's helpful", "how come?"]
 
 

@@ -19,6 +19,8 @@ from llmrec.encoders.whisper_convert import read_ct2, source
 from llmrec.errors import ModelError
 from llmrec.prepare import prepare_whisper
 
+pytestmark = pytest.mark.slow  # Whisper conversion and transcripts against faster-whisper: about 1 minute (make test-all)
+
 AUDIO = Path(__file__).resolve().parents[2].parent / "shared" / "data" / "audio"
 SPEECH = ["198-209-0000", "3436-172162-0000", "5703-47212-0000"]
 # Words of each reading's book text (the .txt files name the books, not the text read).

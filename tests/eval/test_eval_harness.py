@@ -6,7 +6,7 @@ from pathlib import Path
 from llmrec.config import Config
 from llmrec.eval import runner
 from llmrec.eval.__main__ import eval_main as main
-from llmrec.retrieval.sasrec import load_ensemble
+from llmrec.retrieval.sasrec_retriever import load_ensemble
 
 REPO = Path(__file__).resolve().parents[2]
 

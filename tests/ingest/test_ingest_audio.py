@@ -19,6 +19,8 @@ from llmrec.ingest.media import FAILURES_FILE, read_failures
 from llmrec.prepare import prepare_whisper
 from llmrec.store import ItemStore, kinds
 
+pytestmark = pytest.mark.slow  # Whisper over 10 real clips, kills and reruns: about 4 minutes (make test-all)
+
 AUDIO = Path(__file__).resolve().parents[2].parent / "shared" / "data" / "audio"
 CLIPS = sorted(AUDIO.glob("*.ogg"))
 SPEECH = {"198-209-0000", "3436-172162-0000", "5703-47212-0000"}
@@ -127,6 +129,7 @@ import os, signal, sys
 from llmrec.config import Config
 from llmrec.data.catalog import load_catalog
 from llmrec.ingest import ingest
+
 
 cfg = Config.load(env={}, overrides={"data_dir": sys.argv[2], "encode_batch_size": 4, "threads": 1,
                                      "home": sys.argv[3], "audio_max_seconds": 20.0})

@@ -145,6 +145,7 @@ def _same_as_full(full, data_dir):
     assert f2 == f1 and len((Path(data_dir) / FAILURES_FILE).read_text().splitlines()) == 2
 
 
+@pytest.mark.slow  # a long end-to-end run (make test-all)
 def test_resume_after_keyboard_interrupt(full, cfg, catalog, tmp_path):
     c = cfg.replace(data_dir=tmp_path / "store")
     ds, _ = load_catalog(catalog)
@@ -185,6 +186,7 @@ ingest(cfg, ds, log=lambda *_: None, progress=kill)
 """
 
 
+@pytest.mark.slow  # a long end-to-end run (make test-all)
 def test_resume_after_a_kill(full, cfg, catalog, tmp_path):
     store = tmp_path / "killed"
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
@@ -217,6 +219,7 @@ ingest(cfg, ds, log=lambda *_: None, progress=kill)
 """
 
 
+@pytest.mark.slow  # a long end-to-end run (make test-all)
 def test_a_kill_mid_batch_loses_no_finished_item(cfg, catalog, tmp_path):
     """SIGKILL after the 5th of a batch of 8 items is processed: those 5 (less the corrupt file among
     them) are in the store, and a rerun encodes only the rest (its progress total and manifest)."""

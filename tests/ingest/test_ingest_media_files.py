@@ -93,6 +93,7 @@ def test_failures_name_each_bad_item_path_and_reason(first, catalog):
     assert "1.0 MB (1,000,001 bytes)" in recs[("image", "sparse")]["reason"]
 
 
+@pytest.mark.slow  # a long end-to-end run (make test-all)
 def test_lock_is_released_and_a_second_ingest_runs(first, catalog, base_cfg):
     data_dir, _ = first
     again = _ingest(catalog, data_dir, base_cfg.home)

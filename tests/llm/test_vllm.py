@@ -17,7 +17,8 @@ import pytest
 import torch
 
 from llmrec.errors import ModelError, PromptTooLongError
-from llmrec.llm.hf import TransformersBackend, make_backend
+from llmrec.llm.base import make_backend
+from llmrec.llm.hf import TransformersBackend
 from llmrec.llm.vllm import VLLMBackend
 from llmrec.llm.vllm_server import free_port, healthy
 from llmrec.rank.verbalizer import LABELS, rank_prompt, verbalizer_rank

@@ -9,7 +9,8 @@ from llmrec.config import Config
 from llmrec.data import load_ml_latest_small
 from llmrec.data.splits import leave_one_out
 from llmrec.errors import ModelError
-from llmrec.retrieval.sasrec import SASRecParams, load_retriever, save, train_sasrec
+from llmrec.retrieval.sasrec import SASRecParams, save, train_sasrec
+from llmrec.retrieval.sasrec_retriever import load_retriever
 
 
 @pytest.fixture(scope="module")
@@ -62,7 +63,7 @@ def test_load_missing_retriever_raises(tmp_path):
 
 
 def test_ensemble_scores_are_the_sum_of_the_members(trained):
-    from llmrec.retrieval.sasrec import EnsembleRetriever
+    from llmrec.retrieval.sasrec_retriever import EnsembleRetriever
 
     split, _, _, folder = trained
     a, b = load_retriever(folder), load_retriever(folder)

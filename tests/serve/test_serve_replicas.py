@@ -29,6 +29,8 @@ from openai import OpenAI
 from llmrec.data.types import Dataset
 from tests.support.chroma_server import QUIET, ChromaServer, free_port
 
+pytestmark = pytest.mark.slow  # two `llmrec serve` replicas over a `chroma run` server: about 1.5 minutes (make test-all)
+
 NEW_USER = "61"
 TURNS = ["I'm user 5", "why the second one?", "show more"]
 START_TIMEOUT_S = 420  # both replicas load the LLM and warm up at once, on 2 busy cores

@@ -157,6 +157,7 @@ def test_a_long_lived_embedded_recommender_sees_another_process_ingest(base_cfg,
 
 
 # ------------------------------------------------------------------ finding 6: a server killed mid-ingest
+@pytest.mark.slow  # a long end-to-end run (make test-all)
 def test_a_server_killed_mid_ingest_exits_2_with_the_rerun_hint_and_the_rerun_completes(base_cfg, server, tmp_path):
     from llmrec.store import ChangeStamp, open_client
     from llmrec.store.interactions import ChromaInteractions
