@@ -23,6 +23,7 @@ from dataclasses import asdict, dataclass
 import numpy as np
 import torch
 
+from llmrec.config import Config
 from llmrec.errors import ConfigError
 from llmrec.llm.projector import Projector, ProjectorSpec, embedding_rms
 from llmrec.projector.prompt import Splicer, target_text
@@ -30,18 +31,18 @@ from llmrec.projector.prompt import Splicer, target_text
 
 @dataclass(frozen=True)
 class ProjectorParams:
-    """Training hyper-parameters (config keys ``projector_*``)."""
+    """Training hyper-parameters (config group ``projector``); defaults from there."""
 
-    k: int = 4
-    hidden: int = 1024
-    epochs: int = 1
-    batch_size: int = 16
-    lr: float = 1e-3
-    holdout: float = 0.1
-    candidates: int = 20
-    eval_items: int = 100
-    patience: int = 2
-    max_minutes: float = 60.0
+    k: int = Config.default("projector.k")
+    hidden: int = Config.default("projector.hidden")
+    epochs: int = Config.default("projector.epochs")
+    batch_size: int = Config.default("projector.batch_size")
+    lr: float = Config.default("projector.lr")
+    holdout: float = Config.default("projector.holdout")
+    candidates: int = Config.default("projector.candidates")
+    eval_items: int = Config.default("projector.eval_items")
+    patience: int = Config.default("projector.patience")
+    max_minutes: float = Config.default("projector.max_minutes")
     seed: int = 0
 
 

@@ -43,23 +43,23 @@ LORA_TARGETS = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", 
 
 @dataclass(frozen=True)
 class RankerParams:
-    """Training hyper-parameters (config keys ``ranker_*``)."""
+    """Training hyper-parameters (config group ``rank``, flat keys ``ranker_*``); defaults from there."""
 
-    history: int = 10
+    history: int = Config.default("rank.history")
     candidates: int = 20
-    examples: int = 800
-    epochs: int = 1
-    batch_size: int = 4
-    lr: float = 2e-4
-    projector_lr: float = 1e-3
-    lora_r: int = 8
-    lora_layers: int = 0
-    soft_tokens: bool = True
-    soft_k: int = 1
-    eval_every: int = 200
-    patience: int = 2
-    valid_users: int = 200
-    max_minutes: float = 150.0
+    examples: int = Config.default("rank.examples")
+    epochs: int = Config.default("rank.epochs")
+    batch_size: int = Config.default("rank.batch_size")
+    lr: float = Config.default("rank.lr")
+    projector_lr: float = Config.default("rank.projector_lr")
+    lora_r: int = Config.default("rank.lora_r")
+    lora_layers: int = Config.default("rank.lora_layers")
+    soft_tokens: bool = Config.default("rank.soft_tokens")
+    soft_k: int = Config.default("rank.soft_k")
+    eval_every: int = Config.default("rank.eval_every")
+    patience: int = Config.default("rank.patience")
+    valid_users: int = Config.default("rank.valid_users")
+    max_minutes: float = Config.default("rank.max_minutes")
     seed: int = 0
 
 

@@ -30,36 +30,39 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from llmrec.config import Config
+
 
 @dataclass
 class SASRecParams:
-    """Hyper-parameters of SASRec and its training (defaults: measured on ml-latest-small)."""
+    """Hyper-parameters of SASRec and its training; defaults (measured on ml-latest-small) from the config
+    group ``sasrec`` (:class:`llmrec.config.training.SasrecConfig`), written once there."""
 
-    max_len: int = 200
+    max_len: int = Config.default("sasrec.max_len")
     """Window: the most recent items the model reads (and the training window length)."""
-    dim: int = 128
+    dim: int = Config.default("sasrec.dim")
     """Hidden size = item embedding size (the user/item vector dimension d)."""
-    blocks: int = 2
+    blocks: int = Config.default("sasrec.blocks")
     """Transformer blocks."""
-    heads: int = 2
+    heads: int = Config.default("sasrec.heads")
     """Attention heads per block."""
-    dropout: float = 0.3
+    dropout: float = Config.default("sasrec.dropout")
     """Dropout on embeddings, attention and MLP."""
-    lr: float = 1e-3
+    lr: float = Config.default("sasrec.lr")
     """Adam learning rate."""
-    weight_decay: float = 0.0
+    weight_decay: float = Config.default("sasrec.weight_decay")
     """AdamW weight decay (0: plain Adam)."""
-    batch_size: int = 32
+    batch_size: int = Config.default("sasrec.batch_size")
     """Training windows per step."""
-    max_epochs: int = 200
+    max_epochs: int = Config.default("sasrec.max_epochs")
     """Upper bound on epochs."""
-    patience: int = 6
+    patience: int = Config.default("sasrec.patience")
     """Stop after this many epochs without a better validation NDCG@10."""
-    max_minutes: float = 180.0
+    max_minutes: float = Config.default("sasrec.max_minutes")
     """Safety cap on training wall time, NOT the budget: training is budgeted by epochs
     (``max_epochs``, ``patience``) so that the result does not depend on the machine's speed. When
     the cap stops a run, the info's ``stopped`` says so (and the log warns)."""
-    bf16: bool = False
+    bf16: bool = Config.default("sasrec.bf16")
     """Train under bfloat16 autocast (weights, loss and evaluation stay float32). Off by default: on
     a CPU without native bf16 (AVX2 only) an epoch took 10x longer (166 s vs 17 s on ml-latest-small),
     and bf16 changes the trained model, so published numbers are float32."""
