@@ -66,7 +66,7 @@ def cmd_ingest(args) -> int:
     if with_image and not images:
         print(f"images: off ({with_image} items name an image; --images encodes and captions them)", file=sys.stderr)
     summary = ingest(cfg, dataset, log=lambda m: print(m, file=sys.stderr, flush=True), images=images,
-                     audio=cfg.ingest_audio)
+                     audio=cfg.ingest.audio)
     summary["skipped_lines"] = len(report.skipped)
     changed = len(dataset.items) - summary["items_unchanged"]
     print(f"read {len(dataset.items)} items ({changed} new or changed, encoded; {summary['items_unchanged']} "
@@ -228,77 +228,109 @@ def _table(result, title_max_chars: int) -> str:
     return "\n".join(lines)
 
 
-# long: the table of subcommands: one parser block per command, read top to bottom
+def _prepare_args(p: argparse.ArgumentParser) -> None:
+    _common(p)
+
+
+def _ingest_args(p: argparse.ArgumentParser) -> None:
+    _common(p)
+    p.add_argument("--catalog", help="items JSONL (id, title, text, image, audio)")
+    p.add_argument("--interactions", help="interactions CSV (user,item,timestamp[,rating])")
+    p.add_argument("--skip-bad", action="store_true", help="skip malformed lines, report them, go on")
+    p.add_argument("--audio", action=argparse.BooleanOptionalAction, default=None,
+                   help="embed and transcribe the items' audio files (config ingest_audio; default: on when "
+                   "items name audio)")
+    p.add_argument("--images", action=argparse.BooleanOptionalAction, default=None,
+                   help="encode and caption the items' images (config ingest_images; default: on for a "
+                   "--catalog with images, off for the MovieLens datasets' posters)")
+
+
+def _recommend_args(p: argparse.ArgumentParser) -> None:
+    _common(p)
+    who = p.add_mutually_exclusive_group(required=True)
+    who.add_argument("--user", help="a user id from the ingested interactions")
+    who.add_argument("--history", help="comma-separated item ids, oldest first")
+    p.add_argument("-k", type=int, default=None, help="how many items (default: config k)")
+    p.add_argument("--explain", choices=["llm", "grounded"], help="explanation mode")
+    p.add_argument("--json", action="store_true", help="print JSON instead of a table")
+
+
+def _train_retriever_args(p: argparse.ArgumentParser) -> None:
+    _common(p)
+    p.add_argument("--seeds", help="comma-separated seeds (default: config sasrec_seeds); several make an ensemble")
+
+
+def _train_ranker_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("eval_config", nargs="?", help="evaluation config YAML (e.g. eval/ml-latest-small.yaml): train "
+                   "on the harness's split; without it, train on the store (--data-dir/--dataset)")
+    _common(p)
+    p.add_argument("--out", help="checkpoint folder (default: ranker_dir, else {home}/rankers/{dataset} for an eval "
+                   "config, {data_dir}/ranker for a store)")
+    p.add_argument("--max-users", type=int, help="eval config: keep only the first N users (eval_max_users)")
+    p.add_argument("--fresh", action="store_true", help="discard a resumable earlier run in the folder")
+
+
+def _train_projector_args(p: argparse.ArgumentParser) -> None:
+    _common(p)
+    p.add_argument("--modality", default="image", choices=["image", "audio"], help="whose vectors (default image)")
+    p.add_argument("--out", help="checkpoint folder (default: {projector_dir or data_dir/projectors}/{modality})")
+
+
+def _serve_args(p: argparse.ArgumentParser) -> None:
+    _common(p)
+    p.add_argument("--host", help="address to listen on (config serve_host, default 127.0.0.1)")
+    p.add_argument("--port", type=int, help="TCP port (config serve_port, default 8000)")
+    p.add_argument("--log-level", default="info", choices=["critical", "error", "warning", "info", "debug"],
+                   help="uvicorn's log level (info logs every request)")
+
+
+def _eval_args(p: argparse.ArgumentParser) -> None:
+    from llmrec.eval.cli import add_arguments
+
+    add_arguments(p)
+
+
+def _run_eval(args) -> int:
+    from llmrec.eval.cli import run
+
+    return run(args)
+
+
+# name -> (help, the arguments, the function run); ``models`` has its own sub-table.
+MODELS_COMMANDS = {
+    "prepare": ("locate model wheels, convert the GGUF LLM and Whisper once, check the LLM, text encoder and "
+                "audio model", _prepare_args, cmd_models_prepare),
+}
+COMMANDS = {
+    "ingest": ("encode a catalog into the store and save its interactions", _ingest_args, cmd_ingest),
+    "recommend": ("recommend items for a user or a history", _recommend_args, cmd_recommend),
+    "train-retriever": ("train the store's sequential retriever (SASRec) for recommend", _train_retriever_args,
+                        cmd_train_retriever),
+    "train-ranker": ("train the LLM ranker (LoRA + soft-token projector): on an eval config's split, or on a "
+                     "store for recommend", _train_ranker_args, cmd_train_ranker),
+    "train-projector": ("train a modality projector (image or audio vectors -> soft tokens in the LLM's input "
+                        "space; LLaVA stage 1) on a store", _train_projector_args, cmd_train_projector),
+    "serve": ("an OpenAI-compatible HTTP API (/v1/chat/completions) over the chat session", _serve_args, cmd_serve),
+    "eval": ("offline evaluation: protocols, metrics, baselines, report", _eval_args, _run_eval),
+}
+
+
+def _add(sub, table: dict) -> None:
+    for name, (help_text, arguments, run) in table.items():
+        p = sub.add_parser(name, help=help_text)
+        arguments(p)
+        p.set_defaults(func=run)
+
+
 def build_parser() -> argparse.ArgumentParser:
+    """The ``llmrec`` parser, built from :data:`COMMANDS` (and ``models`` from :data:`MODELS_COMMANDS`)."""
     parser = argparse.ArgumentParser(
         prog="llmrec", description="llmrec: a multimodal recommender whose ranker is a language model. "
         "Set up with `llmrec models prepare` and `llmrec ingest`, then `recommend`, `serve` or `eval`.")
     sub = parser.add_subparsers(dest="command", required=True)
-
     models = sub.add_parser("models", help="model set-up")
-    msub = models.add_subparsers(dest="models_command", required=True)
-    prep = msub.add_parser("prepare", help="locate model wheels, convert the GGUF LLM and Whisper once, check the LLM, "
-                                  "text encoder and audio model")
-    _common(prep)
-    prep.set_defaults(func=cmd_models_prepare)
-
-    ing = sub.add_parser("ingest", help="encode a catalog into the store and save its interactions")
-    _common(ing)
-    ing.add_argument("--catalog", help="items JSONL (id, title, text, image, audio)")
-    ing.add_argument("--interactions", help="interactions CSV (user,item,timestamp[,rating])")
-    ing.add_argument("--skip-bad", action="store_true", help="skip malformed lines, report them, go on")
-    ing.add_argument("--audio", action=argparse.BooleanOptionalAction, default=None,
-                     help="embed and transcribe the items' audio files (config ingest_audio; default: on when "
-                     "items name audio)")
-    ing.add_argument("--images", action=argparse.BooleanOptionalAction, default=None,
-                     help="encode and caption the items' images (config ingest_images; default: on for a "
-                     "--catalog with images, off for the MovieLens datasets' posters)")
-    ing.set_defaults(func=cmd_ingest)
-
-    rec = sub.add_parser("recommend", help="recommend items for a user or a history")
-    _common(rec)
-    who = rec.add_mutually_exclusive_group(required=True)
-    who.add_argument("--user", help="a user id from the ingested interactions")
-    who.add_argument("--history", help="comma-separated item ids, oldest first")
-    rec.add_argument("-k", type=int, default=None, help="how many items (default: config k)")
-    rec.add_argument("--explain", choices=["llm", "grounded"], help="explanation mode")
-    rec.add_argument("--json", action="store_true", help="print JSON instead of a table")
-    rec.set_defaults(func=cmd_recommend)
-
-    tr = sub.add_parser("train-retriever", help="train the store's sequential retriever (SASRec) for recommend")
-    _common(tr)
-    tr.add_argument("--seeds", help="comma-separated seeds (default: config sasrec_seeds); several make an ensemble")
-    tr.set_defaults(func=cmd_train_retriever)
-
-    rk = sub.add_parser("train-ranker", help="train the LLM ranker (LoRA + soft-token projector): on an eval "
-                        "config's split, or on a store for recommend")
-    rk.add_argument("eval_config", nargs="?", help="evaluation config YAML (e.g. eval/ml-latest-small.yaml): train "
-                    "on the harness's split; without it, train on the store (--data-dir/--dataset)")
-    _common(rk)
-    rk.add_argument("--out", help="checkpoint folder (default: ranker_dir, else {home}/rankers/{dataset} for an eval "
-                    "config, {data_dir}/ranker for a store)")
-    rk.add_argument("--max-users", type=int, help="eval config: keep only the first N users (eval_max_users)")
-    rk.add_argument("--fresh", action="store_true", help="discard a resumable earlier run in the folder")
-    rk.set_defaults(func=cmd_train_ranker)
-
-    pj = sub.add_parser("train-projector", help="train a modality projector (image or audio vectors -> soft tokens in "
-                        "the LLM's input space; LLaVA stage 1) on a store")
-    _common(pj)
-    pj.add_argument("--modality", default="image", choices=["image", "audio"], help="whose vectors (default image)")
-    pj.add_argument("--out", help="checkpoint folder (default: {projector_dir or data_dir/projectors}/{modality})")
-    pj.set_defaults(func=cmd_train_projector)
-
-    sv = sub.add_parser("serve", help="an OpenAI-compatible HTTP API (/v1/chat/completions) over the chat session")
-    _common(sv)
-    sv.add_argument("--host", help="address to listen on (config serve_host, default 127.0.0.1)")
-    sv.add_argument("--port", type=int, help="TCP port (config serve_port, default 8000)")
-    sv.add_argument("--log-level", default="info", choices=["critical", "error", "warning", "info", "debug"],
-                    help="uvicorn's log level (info logs every request)")
-    sv.set_defaults(func=cmd_serve)
-
-    from llmrec.eval.cli import add_parser as add_eval
-
-    add_eval(sub)
+    _add(models.add_subparsers(dest="models_command", required=True), MODELS_COMMANDS)
+    _add(sub, COMMANDS)
     return parser
 
 

@@ -93,15 +93,15 @@ def prepare_whisper(cfg: Config, log=print) -> dict:
     out = whisper_dir(cfg)
     manifest = whisper_manifest(cfg)
     if manifest is None:
-        log(f"converting Whisper {cfg.audio_model} (CTranslate2) -> {out / 'whisper.pt'} (once)")
+        log(f"converting Whisper {cfg.audio.model} (CTranslate2) -> {out / 'whisper.pt'} (once)")
         t0 = time.time()
-        manifest = convert(cfg.audio_model, out / "whisper.pt", log)
+        manifest = convert(cfg.audio.model, out / "whisper.pt", log)
         manifest["converter"] = WHISPER_CONVERTER_VERSION
         manifest["convert_seconds"] = round(time.time() - t0, 2)
-        manifest["max_abs_encoder_diff_vs_ctranslate2"] = check_against_ctranslate2(out / "whisper.pt", cfg.audio_model)
+        manifest["max_abs_encoder_diff_vs_ctranslate2"] = check_against_ctranslate2(out / "whisper.pt", cfg.audio.model)
         (out / MODEL_MANIFEST).write_text(json.dumps(manifest, indent=1))
         log(f"converted in {manifest['convert_seconds']:.1f}s")
-    log(f"audio model ok: Whisper {cfg.audio_model} at {out / 'whisper.pt'} (dim {manifest['dims']['n_audio_state']})")
+    log(f"audio model ok: Whisper {cfg.audio.model} at {out / 'whisper.pt'} (dim {manifest['dims']['n_audio_state']})")
     return manifest | {"path": str(out / "whisper.pt")}
 
 

@@ -81,11 +81,11 @@ class ChatSession(AskBack):
         self._pending: list[Question] = []
         self._deferred = False
         self.turns = 0
-        self.llm_intent = bool(recommender.cfg.chat_llm_intent)
-        self.intent_margin = float(recommender.cfg.chat_intent_margin)
+        self.llm_intent = bool(recommender.cfg.chat.llm_intent)
+        self.intent_margin = float(recommender.cfg.chat.intent_margin)
         if not self.intent_margin >= 0:
             raise ConfigError(f"config key 'chat_intent_margin' must be >= 0 (nats; inf: never), "
-                              f"got {recommender.cfg.chat_intent_margin!r}")
+                              f"got {recommender.cfg.chat.intent_margin!r}")
 
     @classmethod
     def load(cls, data_dir=None, config=None, **kwargs) -> ChatSession:

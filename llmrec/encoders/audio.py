@@ -117,11 +117,11 @@ class WhisperAudioEncoder:
         apply_threads(cfg.threads)
         self.device = resolve_device(cfg.device)
         self.model = load_whisper(self.path, self.device)
-        self.model_name = cfg.audio_model
-        self.name = f"whisper-{cfg.audio_model}"
+        self.model_name = cfg.audio.model
+        self.name = f"whisper-{cfg.audio.model}"
         self.dim = int(self.model.dims.n_audio_state)
-        self.language = "en" if cfg.audio_model.endswith(".en") else None
-        self.max_seconds = cfg.audio_max_seconds
+        self.language = "en" if cfg.audio.model.endswith(".en") else None
+        self.max_seconds = cfg.audio.max_seconds
         self.batch_size = max(1, min(cfg.encode_batch_size, MAX_WINDOWS_PER_PASS))
 
     # -- public ---------------------------------------------------------------------------

@@ -179,7 +179,7 @@ class OcrLabelsCaptioner:
         if isinstance(item, Image.Image):
             return to_rgb(item)
         if isinstance(item, (str, os.PathLike)):
-            return load_image(item, self.cfg.image_max_pixels, self.cfg.image_max_side)
+            return load_image(item, self.cfg.image.max_pixels, self.cfg.image.max_side)
         raise TypeError(f"an image must be a path or a PIL image, got {type(item).__name__}")
 
 
@@ -193,7 +193,7 @@ def load_captioner(cfg: Config, encoder=None) -> Captioner | None:
             has no ``caption`` method.
         ModelError: the OCR engine or the encoder cannot be loaded (from the captioner).
     """
-    name = cfg.image_captioner
+    name = cfg.image.captioner
     if name == "none":
         return None
     if name in BUILT_IN:

@@ -136,7 +136,7 @@ class EfficientNetLite0Encoder:
         # channels-last: 1.5x faster on the CPU here (oneDNN's depthwise convolutions), same vectors to 1e-5.
         self.model = model.eval().to(self.device, memory_format=torch.channels_last)
         self.batch_size = cfg.encode_batch_size
-        self.max_pixels, self.max_side = cfg.image_max_pixels, cfg.image_max_side
+        self.max_pixels, self.max_side = cfg.image.max_pixels, cfg.image.max_side
         self._identity: dict | None = None
 
     # -- public ---------------------------------------------------------------------------

@@ -83,7 +83,7 @@ WHISPER_CONVERTER_VERSION = 1
 
 def whisper_dir(cfg: Config) -> Path:
     """``{home}/models/whisper-{audio_model}``: the converted checkpoint ``whisper.pt`` and its manifest."""
-    return cfg.models_dir() / f"whisper-{cfg.audio_model}"
+    return cfg.models_dir() / f"whisper-{cfg.audio.model}"
 
 
 def whisper_checkpoint(cfg: Config) -> Path:
@@ -94,7 +94,7 @@ def whisper_checkpoint(cfg: Config) -> Path:
     """
     out = whisper_dir(cfg)
     if whisper_manifest(cfg) is None:
-        raise ModelError(f"the Whisper {cfg.audio_model} model is not prepared at {out}: run `llmrec models prepare`")
+        raise ModelError(f"the Whisper {cfg.audio.model} model is not prepared at {out}: run `llmrec models prepare`")
     return out / "whisper.pt"
 
 
@@ -107,7 +107,7 @@ def whisper_manifest(cfg: Config) -> dict | None:
         manifest = json.loads((out / MODEL_MANIFEST).read_text())
     except (OSError, ValueError):
         return None
-    src = source(cfg.audio_model)
+    src = source(cfg.audio.model)
     ok = (manifest.get("converter") == WHISPER_CONVERTER_VERSION and manifest.get("packages") == src.packages
           and manifest.get("source_bytes") == sum(p.stat().st_size for p in src.parts)
           and (out / "whisper.pt").is_file())

@@ -37,6 +37,10 @@ MAX_ASPECT = 4.0
 2.9 M x 480 pixels (measured: ingest grew to 13.5 GB before the kernel killed it). An image longer than this ratio is
 padded (white) on its short side to it first, and one over ``image_max_side`` shrunk to it, so the
 detector's input stays under ``DET_MIN_SIDE**2 * MAX_ASPECT`` pixels; posters (about 1.5) are untouched."""
+MIN_TEXT_SIDE = 8
+"""An image whose short side is under this many pixels once shrunk to ``image_max_side`` is not read (no
+boxes): nothing legible is left, and the recogniser would stretch its one wide box to a 48-pixel-high
+line thousands of times as wide (about 3 GB for a 60000 x 10 strip)."""
 
 _WHEEL = "`pip install rapidocr-onnxruntime==1.4.4`"
 
@@ -79,7 +83,7 @@ class RapidOcr:
                                    use_cls=False, det_limit_side_len=DET_MIN_SIDE, det_limit_type="min")
         except Exception as e:  # onnxruntime raises its own exception types
             raise ModelError(f"cannot load the RapidOCR models: {type(e).__name__}: {e}") from e
-        self.max_pixels, self.max_side = cfg.image_max_pixels, cfg.image_max_side
+        self.max_pixels, self.max_side = cfg.image.max_pixels, cfg.image.max_side
 
     def identity(self) -> dict:
         """``{"engine": "rapidocr", "version": ...}``: what the boxes depend on."""
@@ -112,7 +116,11 @@ class RapidOcr:
                 image = load_image(item, self.max_pixels, self.max_side)
             else:
                 raise TypeError(f"an image must be a path or a PIL image, got {type(item).__name__}")
-            result, _ = self.engine(bounded(image, self.max_side))  # RGB PIL; RapidOCR makes it BGR itself
+            image = bounded(image, self.max_side)
+            if min(image.size) < MIN_TEXT_SIDE:  # a strip shrunk to a line or two: nothing legible left
+                out.append([])
+                continue
+            result, _ = self.engine(image)  # a PIL RGB image; RapidOCR converts it to BGR itself
             boxes = []
             for points, text, score in result or []:
                 xs, ys = [float(p[0]) for p in points], [float(p[1]) for p in points]
@@ -123,12 +131,13 @@ class RapidOcr:
 
 def bounded(image: Image.Image, max_side: int, max_aspect: float = MAX_ASPECT) -> Image.Image:
     """``image`` (RGB) at most ``max_side`` pixels a side (Lanczos, aspect kept) and at most ``max_aspect``
-    long (the short side padded with white, image top-left); the same object when both already hold."""
+    long (the short side padded with white, image top-left); the same object when both already hold. A
+    short side under :data:`MIN_TEXT_SIDE` is returned as it is (the caller reads nothing from it)."""
     if max(image.size) > max_side:
         image = image.copy()
         image.thumbnail((max_side, max_side), Image.LANCZOS)
     w, h = image.size
-    if max(w, h) <= max_aspect * max(min(w, h), 1):
+    if min(w, h) < MIN_TEXT_SIDE or max(w, h) <= max_aspect * min(w, h):
         return image
     side = -(-max(w, h) // int(max_aspect))
     canvas = Image.new("RGB", (w, max(h, side)) if w >= h else (max(w, side), h), "white")

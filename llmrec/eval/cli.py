@@ -1,6 +1,6 @@
 """The ``llmrec eval`` subcommand: ``llmrec eval CONFIG.yaml [--out DIR] [--fresh]``.
 
-``add_parser(subparsers)`` registers it on the main ``llmrec`` parser; ``run(args)`` executes it.
+``add_arguments(parser)`` gives its arguments to the main ``llmrec`` parser; ``run(args)`` executes it.
 ``python -m llmrec.eval CONFIG.yaml`` does the same.
 """
 
@@ -12,22 +12,20 @@ from pathlib import Path
 from llmrec.config import Config
 
 
-def add_parser(subparsers) -> argparse.ArgumentParser:
-    p = subparsers.add_parser("eval", help="offline evaluation: protocols, metrics, baselines, report")
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    """The arguments of ``llmrec eval`` (the main CLI's table, :data:`llmrec.cli.COMMANDS`, adds the command)."""
     p.add_argument("config", help="evaluation config YAML (keys as in llmrec.config.Config), e.g. eval/ml-latest-small.yaml")
     p.add_argument("--out", help="output folder (default: eval_out, else {home}/eval/{config stem})")
     p.add_argument("--home", help="root of llmrec's files (models, downloads, trained retrievers)")
     p.add_argument("--max-users", type=int, help="keep only the first N users (overrides eval_max_users)")
     p.add_argument("--fresh", action="store_true", help="discard earlier partial results in --out (default: resume)")
-    p.set_defaults(func=run)
-    return p
 
 
 def run(args) -> int:
     from llmrec.eval import runner
 
     cfg = Config.load(args.config, overrides={"home": args.home, "eval_max_users": args.max_users})
-    out = Path(args.out or cfg.eval_out or Path(cfg.home) / "eval" / Path(args.config).stem)
+    out = Path(args.out or cfg.eval.out or Path(cfg.home) / "eval" / Path(args.config).stem)
     metrics = runner.run(cfg, out, fresh=args.fresh, config_name=str(args.config))
     for name, r in metrics["results"].items():
         ci = metrics["intervals"][name]

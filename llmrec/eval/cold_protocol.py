@@ -81,11 +81,11 @@ def run(cfg: Config, split: Split, parts: Path, log=None) -> dict:
     """
     log = log or (lambda _m: None)
     store = store_path(cfg)
-    key = {"share": cfg.eval_cold_share, "seed": cfg.seed, "store": str(store) if store else None,
-           "llm_users": cfg.eval_cold_llm_users, "fingerprint": split.fingerprint(),
-           "bootstrap": cfg.eval_bootstrap, "knn_neighbors": cfg.knn_neighbors, "history_max": cfg.history_max,
-           "llm": cfg.llm if cfg.eval_cold_llm_users > 0 else None, "caption_variant": True,
-           "projector_text_input": cfg.projector_text_input}
+    key = {"share": cfg.eval.cold_share, "seed": cfg.seed, "store": str(store) if store else None,
+           "llm_users": cfg.eval.cold_llm_users, "fingerprint": split.fingerprint(),
+           "bootstrap": cfg.eval.bootstrap, "knn_neighbors": cfg.knn_neighbors, "history_max": cfg.history_max,
+           "llm": cfg.llm if cfg.eval.cold_llm_users > 0 else None, "caption_variant": True,
+           "projector_text_input": cfg.projector.text_input}
     parts = Path(parts)
     path = parts / PART
     if path.exists():
@@ -147,19 +147,19 @@ def _summary(r: np.ndarray, n_boot: int, seed: int) -> dict:
 
 # long: every cold-item system scored in one pass over the users, sharing their caches
 def _compute(cfg: Config, split: Split, store: Path | None, log) -> dict:
-    cset = cold.cold_items(split, cfg.eval_cold_share, cfg.seed)
+    cset = cold.cold_items(split, cfg.eval.cold_share, cfg.seed)
     warm = cold.warm_split(split, cset)
     test_users, valid_users = cold.cold_users(split, cset, "test"), cold.cold_users(split, cset, "valid")
     log(f"[eval] cold-items: {len(cset)} cold items of {split.n_items}; {len(test_users)} test users, "
         f"{len(valid_users)} validation users")
     if not test_users:
         raise DataError(f"cold-items: no test target of {split.name} is among its {len(cset)} cold items "
-                        f"(eval_cold_share {cfg.eval_cold_share}, seed {cfg.seed}): raise eval_cold_share")
+                        f"(eval_cold_share {cfg.eval.cold_share}, seed {cfg.seed}): raise eval_cold_share")
     image = soft_src = None
     captions: dict[str, str] = {}
     if store is not None:
         E_img, has_img, encoder = image_matrix(split, store)
-        if cfg.eval_cold_llm_users > 0:  # before any fitting: a missing projector fails at once
+        if cfg.eval.cold_llm_users > 0:  # before any fitting: a missing projector fails at once
             from llmrec.eval.modal_systems import load_content
             from llmrec.projector.soft import SoftTokens
 
@@ -195,8 +195,8 @@ def _compute(cfg: Config, split: Split, store: Path | None, log) -> dict:
     if store is not None:
         T["text+image"] = (1 - best_w) * _z(T["text"]) + best_w * _z(T["image"])
     R = {name: ranks(S, test_users, "test", th) for name, S in T.items()}
-    nb, sd = cfg.eval_bootstrap, cfg.seed
-    res = {"dataset": split.name, "share": cfg.eval_cold_share, "seed": cfg.seed, "cold_items": int(len(cset)),
+    nb, sd = cfg.eval.bootstrap, cfg.seed
+    res = {"dataset": split.name, "share": cfg.eval.cold_share, "seed": cfg.seed, "cold_items": int(len(cset)),
            "items": split.n_items, "test_users": len(test_users), "valid_users": len(valid_users),
            "users": list(test_users), "bootstrap": nb, "text_half_life": text.half_life,
            "knn_half_life": knn.half_life, "image": image,
@@ -209,8 +209,8 @@ def _compute(cfg: Config, split: Split, store: Path | None, log) -> dict:
         poster = np.array([has_img[split.target(u, "test")] for u in test_users], dtype=bool)
         res["poster_slice"] = {"users": int(poster.sum()), "has_poster": poster.tolist(),
                                "systems": {k: _summary(r[poster], nb, sd) for k, r in R.items()}}
-    if cfg.eval_cold_llm_users > 0:
-        users = test_users[:cfg.eval_cold_llm_users]
+    if cfg.eval.cold_llm_users > 0:
+        users = test_users[:cfg.eval.cold_llm_users]
         res["sampled"] = _llm_sampled(cfg, split, users, cset, T["text"][:len(users)], soft_src, log, captions)
     return res
 
@@ -245,7 +245,7 @@ def _llm_sampled(cfg: Config, split: Split, users: list[str], cset, S_text: np.n
             cap = [dataclasses.replace(it, caption=captions.get(it.id, "")) for it in shown + items]
             R[LLM_CAPTION][b] = verbalizer_rank(backend, cap[:len(shown)], cap[len(shown):]).order.index(int(pos[b]))
         log(f"[eval] cold-items: sampled LLM {b + 1}/{len(users)} users, {(time.time() - t0) / 60:.1f} min")
-    nb, sd = cfg.eval_bootstrap, cfg.seed
+    nb, sd = cfg.eval.bootstrap, cfg.seed
     hit = {k: (r == 0).astype(float) for k, r in R.items()}
     out = {"users": len(users), "candidates": NEGATIVES + 1,
            "systems": {k: {"ranks": r.tolist(), "hr1": float(hit[k].mean()),

@@ -62,7 +62,7 @@ def _model(kind: str, cfg: Config, identity: dict, log):
     if kind == "zero-shot":
         return zero_shot_ranker(cfg)
     soft = kind == "trained"
-    c = cfg.replace(ranker_soft_tokens=soft) if soft != cfg.ranker_soft_tokens else cfg
+    c = cfg.replace(ranker_soft_tokens=soft) if soft != cfg.rank.soft_tokens else cfg
     folder = ranker_dir(cfg, soft)
     if _checkpoint(kind, cfg) is None:
         log(f"[eval] no {kind} ranker at {folder}: training it (llmrec train-ranker)")
@@ -77,7 +77,7 @@ def _identity(kind: str, cfg: Config) -> dict:
     from llmrec.rank import checkpoint as ckpt
     from llmrec.rank.model import template_hash
 
-    key = {"template": template_hash(), "base_model": ckpt.base_identity(cfg), "history": cfg.ranker_history,
+    key = {"template": template_hash(), "base_model": ckpt.base_identity(cfg), "history": cfg.rank.history,
            "backend": cfg.llm_backend}
     folder = _checkpoint(kind, cfg)
     if folder is not None:
@@ -201,21 +201,21 @@ def alone_and_fused(name: str, lp: dict, rscore: dict, pos: dict, called: dict, 
 
 # long: the LLM systems' resumable sequence (candidates, cached log-probs, fusion, position bias)
 def run(cfg: Config, split: Split, users: list[str], parts: Path, results: dict, log) -> dict:
-    """Evaluate ``cfg.eval_llm`` rankers over ``eval_ranker_retriever``'s candidates. Returns
+    """Evaluate ``cfg.eval.llm`` rankers over ``eval_ranker_retriever``'s candidates. Returns
     {system: result} in the harness's format, plus ``{"llm": details}`` under ``_llm`` keys."""
-    base = cfg.eval_ranker_retriever
+    base = cfg.eval.ranker_retriever
     if base not in results or "full" not in results[base]:
         raise ConfigError(f"eval_llm needs eval_ranker_retriever {base!r} among eval_systems with protocol full")
-    bad = [k for k in cfg.eval_llm if k not in KINDS]
+    bad = [k for k in cfg.eval.llm if k not in KINDS]
     if bad:
         raise ConfigError(f"unknown eval_llm ranker(s) {bad}; known: {', '.join(KINDS)}")
     scorer, identity, _ = retriever_for(cfg, split, log)
-    n, H = cfg.candidates, cfg.ranker_history
+    n, H = cfg.candidates, cfg.rank.history
     shown = {st: {u: split.history(u, st)[-H:] if H else [] for u in users} for st in ("valid", "test")}
     cands, rscore, pos, called = candidates(scorer, split, users, n)
     base_ranks = np.asarray(results[base]["full"]["ranks"])
     out: dict = {}
-    for kind in cfg.eval_llm:
+    for kind in cfg.eval.llm:
         holder: dict = {}
 
         def model_fn(kind=kind, holder=holder):
@@ -227,7 +227,7 @@ def run(cfg: Config, split: Split, users: list[str], parts: Path, results: dict,
             model_fn()  # train it now: the cache's key names the checkpoint, which must exist first
         cache = _Cache(parts / f"llm-{kind}.json", _identity(kind, cfg))
 
-        bs = max(1, cfg.ranker_batch_size)
+        bs = max(1, cfg.rank.batch_size)
         lp = {st: _scores(model_fn, cache, f"{st}", [(u, shown[st][u], cands[st, u]) for u in called[st]],
                           split, log, bs) for st in ("valid", "test")}
         sysname = f"{base}+{kind}"
@@ -239,7 +239,7 @@ def run(cfg: Config, split: Split, users: list[str], parts: Path, results: dict,
         out[f"{sysname}+fused"]["valid_ndcg10_called"] = wv
         out[sysname]["valid_ndcg10_called"] = valid_llm
         # Position bias: the same test users, candidates in the retriever's order, reversed, shuffled.
-        bias_users = called["test"][: cfg.eval_llm_bias_users]
+        bias_users = called["test"][: cfg.eval.llm_bias_users]
         rng = np.random.default_rng(cfg.seed)
         perms = {u: rng.permutation(n) for u in bias_users}
         rev = _scores(model_fn, cache, "reversed", [(u, shown["test"][u], cands["test", u][::-1]) for u in bias_users],
@@ -257,13 +257,13 @@ def run(cfg: Config, split: Split, users: list[str], parts: Path, results: dict,
                 f"shuffled {_f(b['kendall_tau_shuffled'])}, vs reversed {_f(b['kendall_tau_reversed'])}; top = A "
                 + ", ".join(f"{k} {_f(v)}" for k, v in b["top_is_A"].items()))
         # LLaRA's sampled protocol (the LLM alone, and fused with the retriever's scores at weight w).
-        if "sampled" in cfg.eval_protocols:
-            sc_c, sc_p = sample_candidates(split, cfg.eval_stage, users, cfg.eval_negatives, cfg.seed)
-            sh = {u: split.history(u, cfg.eval_stage)[-H:] if H else [] for u in users}
+        if "sampled" in cfg.eval.protocols:
+            sc_c, sc_p = sample_candidates(split, cfg.eval.stage, users, cfg.eval.negatives, cfg.seed)
+            sh = {u: split.history(u, cfg.eval.stage)[-H:] if H else [] for u in users}
             slp = _scores(model_fn, cache, "sampled", [(u, sh[u], [int(i) for i in sc_c[b]]) for b, u in enumerate(users)],
                           split, log, bs)
             V = scorer.item_vectors()
-            U = scorer.user_vectors([split.history(u, cfg.eval_stage) for u in users])
+            U = scorer.user_vectors([split.history(u, cfg.eval.stage) for u in users])
             srs = np.einsum("bd,bcd->bc", U, V[sc_c])
             by_system = {sysname: [slp[u] for u in users],
                          f"{sysname}+fused": [fuse(slp[u], srs[b], w) for b, u in enumerate(users)]}

@@ -53,9 +53,9 @@ def _prompt_hash() -> str:
 def store_path(cfg: Config) -> Path | None:
     """``eval_modal_store`` expanded and resolved, or None when unset. Raises ConfigError naming the key
     when it is not a folder holding a store (``chroma.sqlite3``)."""
-    if cfg.eval_modal_store is None:
+    if cfg.eval.modal_store is None:
         return None
-    store = Path(cfg.eval_modal_store).expanduser().resolve()
+    store = Path(cfg.eval.modal_store).expanduser().resolve()
     if not store.is_dir():
         raise ConfigError(f"config key 'eval_modal_store' names {store}, which does not exist: a store with "
                           f"poster vectors (llmrec ingest --images)")
@@ -76,7 +76,7 @@ def load_content(cfg: Config, split: Split) -> tuple[dict[str, str], dict]:
 
     store = store_path(cfg)
     if store is None:
-        raise ConfigError(f"eval_modal {cfg.eval_modal} needs config key 'eval_modal_store': a store folder with "
+        raise ConfigError(f"eval_modal {cfg.eval.modal} needs config key 'eval_modal_store': a store folder with "
                           "poster vectors (llmrec ingest --images)")
     ids, _, metas = ItemStore(store, kind="image").matrix()
     if not ids:
@@ -127,7 +127,7 @@ class VerbalizerScorer:
 
 
 def run(cfg: Config, split: Split, users: list[str], parts: Path, results: dict, log) -> dict:
-    """Score every ``cfg.eval_modal`` variant (module docstring). Returns a JSON-ready dict:
+    """Score every ``cfg.eval.modal`` variant (module docstring). Returns a JSON-ready dict:
     ``{"users", "retriever", "content", "systems": {name: {"ranks": [per user of users[:cap]], ...}},
     "sparse": [bool per user], "called"}`` for :func:`summarize`.
 
@@ -137,15 +137,15 @@ def run(cfg: Config, split: Split, users: list[str], parts: Path, results: dict,
     """
     from llmrec.rank import checkpoint as ckpt
 
-    base = cfg.eval_ranker_retriever
+    base = cfg.eval.ranker_retriever
     if base not in results or "full" not in results[base]:
         raise ConfigError(f"eval_modal needs eval_ranker_retriever {base!r} among eval_systems with protocol full")
-    bad = [v for v in cfg.eval_modal if v not in VARIANTS]
+    bad = [v for v in cfg.eval.modal if v not in VARIANTS]
     if bad:
         raise ConfigError(f"unknown eval_modal variant(s) {bad}; known: {', '.join(VARIANTS)}")
-    cap = cfg.eval_modal_users or len(users)
+    cap = cfg.eval.modal_users or len(users)
     sub = list(users[:cap])
-    captions, content = (load_content(cfg, split) if set(cfg.eval_modal) - {"text"} else ({}, {}))
+    captions, content = (load_content(cfg, split) if set(cfg.eval.modal) - {"text"} else ({}, {}))
     scorer, identity, _ = retriever_for(cfg, split, log, vectors=False)
     n, H = cfg.candidates, cfg.history_max
     cands, rscore, pos, called = candidates(scorer, split, sub, n)
@@ -154,8 +154,8 @@ def run(cfg: Config, split: Split, users: list[str], parts: Path, results: dict,
     counts = Counter(i for u in split.users for i in split.train[u])
     out = {"users": len(sub), "retriever": base, "content": content, "history": H, "candidates": n,
            "called": {st: len(called[st]) for st in called},
-           "sparse": [counts[split.target(u, cfg.eval_stage)] <= cfg.eval_sparse_max for u in sub],
-           "sparse_max": cfg.eval_sparse_max, "systems": {base: {"ranks": base_ranks.tolist()}}}
+           "sparse": [counts[split.target(u, cfg.eval.stage)] <= cfg.eval.sparse_max for u in sub],
+           "sparse_max": cfg.eval.sparse_max, "systems": {base: {"ranks": base_ranks.tolist()}}}
     holder: dict = {}
 
     def backend():
@@ -165,13 +165,13 @@ def run(cfg: Config, split: Split, users: list[str], parts: Path, results: dict,
             holder["b"] = TransformersBackend(cfg)
         return holder["b"]
 
-    for variant in cfg.eval_modal:
+    for variant in cfg.eval.modal:
         seen = content if variant != "text" else None  # what this variant's log-probabilities depend on
         soft = None
         if variant == "image":
             from llmrec.projector.soft import SoftTokens
 
-            store_cfg = cfg.replace(data_dir=Path(cfg.eval_modal_store))
+            store_cfg = cfg.replace(data_dir=Path(cfg.eval.modal_store))
             soft = SoftTokens(store_cfg, "image")
             folder = store_cfg.projector_path("image")
             seen = dict(content, projector=hashlib.sha256((folder / "projector.pt").read_bytes()).hexdigest()[:16],

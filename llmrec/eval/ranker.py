@@ -25,10 +25,10 @@ RETRIEVERS = tuple(base.names(feeds_ranker=True))
 def ranker_dir(cfg: Config, soft_tokens: bool | None = None) -> Path:
     """``ranker_dir``, else ``{home}/rankers/{dataset}`` (``-u{N}`` for user-capped runs, ``-text``
     without soft tokens)."""
-    soft = cfg.ranker_soft_tokens if soft_tokens is None else soft_tokens
-    if cfg.ranker_dir:
-        return Path(cfg.ranker_dir) if soft == cfg.ranker_soft_tokens else Path(f"{cfg.ranker_dir}-text")
-    name = cfg.dataset + (f"-u{cfg.eval_max_users}" if cfg.eval_max_users else "") + ("" if soft else "-text")
+    soft = cfg.rank.soft_tokens if soft_tokens is None else soft_tokens
+    if cfg.rank.dir:
+        return Path(cfg.rank.dir) if soft == cfg.rank.soft_tokens else Path(f"{cfg.rank.dir}-text")
+    name = cfg.dataset + (f"-u{cfg.eval.max_users}" if cfg.eval.max_users else "") + ("" if soft else "-text")
     return Path(cfg.home) / "rankers" / name
 
 
@@ -45,7 +45,7 @@ def retriever_for(cfg: Config, split: Split, log=None, vectors: bool = True) -> 
     or ``sasrec[seed=N]``."""
     from llmrec.eval import systems
 
-    name = cfg.eval_ranker_retriever
+    name = cfg.eval.ranker_retriever
     spec, seed = base.parse(name)
     if spec is None or not spec.feeds_ranker:
         raise ConfigError(f"eval_ranker_retriever {name!r} cannot feed a ranker; use one of "
@@ -55,8 +55,8 @@ def retriever_for(cfg: Config, split: Split, log=None, vectors: bool = True) -> 
         s = base.parse(m)[0]
         return s is not None and s.seeds
 
-    uses = spec.seeds or (spec.composite and any(seeded(m) for m in cfg.eval_fusion))
-    seeds = list(cfg.sasrec_seeds) if vectors or uses else []
+    uses = spec.seeds or (spec.composite and any(seeded(m) for m in cfg.eval.fusion))
+    seeds = list(cfg.sasrec.seeds) if vectors or uses else []
     loaded = [systems.train_or_load_sasrec(cfg, split, s) for s in seeds]
     members = [m for m, _ in loaded]
     if spec.pick_seed and seed is None:  # the seed with the best validation NDCG@10, as the harness reports it
@@ -69,9 +69,9 @@ def retriever_for(cfg: Config, split: Split, log=None, vectors: bool = True) -> 
     scorer = systems.build(name, cfg, split, extra)
     if spec.composite:  # a fusion: its members and the weights chosen on validation
         if log:
-            log(f"[ranker] retriever: fusion of {list(cfg.eval_fusion)}, weights {extra['weights']} "
+            log(f"[ranker] retriever: fusion of {list(cfg.eval.fusion)}, weights {extra['weights']} "
                 f"(validation NDCG@10 {extra['valid_ndcg10']:.4f})")
-        identity.update(members=list(cfg.eval_fusion), weights=[round(w, 4) for w in extra["weights"]])
+        identity.update(members=list(cfg.eval.fusion), weights=[round(w, 4) for w in extra["weights"]])
     return scorer, identity, item_vectors
 
 

@@ -31,7 +31,7 @@ PUBLISHED = {  # LlamaRec paper, Table 2, its "ML-100k" = ml-latest-small (test,
 
 # long: one metrics.json section per protocol, in report order
 def build_metrics(cfg: Config, split: Split, results: dict, config_name: str = "") -> dict:
-    """Aggregate per-user ranks into means and 95% bootstrap intervals (``cfg.eval_bootstrap`` resamples,
+    """Aggregate per-user ranks into means and 95% bootstrap intervals (``cfg.eval.bootstrap`` resamples,
     seed ``cfg.seed``; the same resampled users for every system)."""
     m: dict = {
         "config": config_name,
@@ -41,16 +41,16 @@ def build_metrics(cfg: Config, split: Split, results: dict, config_name: str = "
                 "name": "full ranking, leave-one-out (LlamaRec)",
                 "filter": "all ratings kept; iterative 5-core on users and items",
                 "order": "history ordered by (timestamp, item id)",
-                "targets": f"{cfg.eval_stage} (last item = test, second last = validation)",
+                "targets": f"{cfg.eval.stage} (last item = test, second last = validation)",
                 "masking": "the user's input history is masked; ties with the target count against it",
                 "ranker": {"candidates": cfg.candidates, "history_max": cfg.history_max,
                            "miss": "users whose target is not in the candidates keep the retriever's order"},
                 "ks": list(KS),
             },
-            "sampled": {"name": "sampled candidates (LLaRA)", "candidates": cfg.eval_negatives + 1,
+            "sampled": {"name": "sampled candidates (LLaRA)", "candidates": cfg.eval.negatives + 1,
                         "negatives": "uniform over items the user never interacted with, fixed seed",
                         "seed": cfg.seed, "metrics": "HR@1 (invalid answer = miss) and valid-answer ratio"},
-            "bootstrap": {"resamples": cfg.eval_bootstrap, "level": 0.95, "over": "users", "seed": cfg.seed},
+            "bootstrap": {"resamples": cfg.eval.bootstrap, "level": 0.95, "over": "users", "seed": cfg.seed},
         },
         "results": {}, "intervals": {}, "sampled": {}, "details": {},
     }
@@ -60,7 +60,7 @@ def build_metrics(cfg: Config, split: Split, results: dict, config_name: str = "
             r = np.asarray(res["full"]["ranks"])
             pu = per_user(r)
             m["results"][name] = {k: float(v.mean()) for k, v in pu.items()}
-            m["intervals"][name] = {k: list(bootstrap_ci(v, cfg.eval_bootstrap, cfg.seed)) for k, v in pu.items()}
+            m["intervals"][name] = {k: list(bootstrap_ci(v, cfg.eval.bootstrap, cfg.seed)) for k, v in pu.items()}
             m["results"][name]["users"] = int(len(r))
             det["full_eval_seconds"] = res["full"].get("seconds")
             for k in ("called", "valid"):
@@ -72,7 +72,7 @@ def build_metrics(cfg: Config, split: Split, results: dict, config_name: str = "
             n_valid = res["sampled"]["valid"]
             m["sampled"][name] = {"HR@1": float(hit.mean()),
                                   "HR@1_valid_only": float(hit.sum() / n_valid) if n_valid else None,
-                                  "HR@1_ci": list(bootstrap_ci(hit, cfg.eval_bootstrap, cfg.seed)),
+                                  "HR@1_ci": list(bootstrap_ci(hit, cfg.eval.bootstrap, cfg.seed)),
                                   "NDCG@5": float(per_user(r, (5,))["NDCG@5"].mean()),
                                   "valid_ratio": res["sampled"]["valid"] / max(len(r), 1), "users": int(len(r))}
         m["details"][name] = det
@@ -82,7 +82,7 @@ def build_metrics(cfg: Config, split: Split, results: dict, config_name: str = "
             k: {"mean": float(np.mean([m["results"][n][k] for n in seeds])),
                 "std": float(np.std([m["results"][n][k] for n in seeds], ddof=1))}
             for k in ("NDCG@10", "Recall@10", "NDCG@20", "Recall@20")}
-    ref = cfg.eval_reference
+    ref = cfg.eval.reference
     if ref in results and "full" in results[ref]:
         base = per_user(np.asarray(results[ref]["full"]["ranks"]))
         m["vs_reference"] = {"reference": ref, "systems": {}}
@@ -90,8 +90,8 @@ def build_metrics(cfg: Config, split: Split, results: dict, config_name: str = "
             if name != ref and "full" in res and len(res["full"]["ranks"]) == len(results[ref]["full"]["ranks"]):
                 pu = per_user(np.asarray(res["full"]["ranks"]))
                 m["vs_reference"]["systems"][name] = {
-                    k: list(paired_diff_ci(pu[k], base[k], cfg.eval_bootstrap, cfg.seed)) for k in PAIRED}
-    base_name = cfg.eval_ranker_retriever
+                    k: list(paired_diff_ci(pu[k], base[k], cfg.eval.bootstrap, cfg.seed)) for k in PAIRED}
+    base_name = cfg.eval.ranker_retriever
     llm_systems = [n for n in results if n.startswith(f"{base_name}+")]
     if llm_systems and base_name in results and "full" in results[base_name]:
         base = per_user(np.asarray(results[base_name]["full"]["ranks"]))
@@ -100,11 +100,11 @@ def build_metrics(cfg: Config, split: Split, results: dict, config_name: str = "
             if "full" in results[name]:
                 pu = per_user(np.asarray(results[name]["full"]["ranks"]))
                 m["vs_retriever"]["systems"][name] = {
-                    k: list(paired_diff_ci(pu[k], base[k], cfg.eval_bootstrap, cfg.seed)) for k in PAIRED}
-        sampled_d = paired_sampled(results, base_name, llm_systems, cfg.eval_bootstrap, cfg.seed)
+                    k: list(paired_diff_ci(pu[k], base[k], cfg.eval.bootstrap, cfg.seed)) for k in PAIRED}
+        sampled_d = paired_sampled(results, base_name, llm_systems, cfg.eval.bootstrap, cfg.seed)
         if sampled_d:
             m["vs_retriever"]["sampled"] = sampled_d
-    if split.name in PUBLISHED and not cfg.eval_max_users:
+    if split.name in PUBLISHED and not cfg.eval.max_users:
         m["published"] = PUBLISHED[split.name]
     return m
 

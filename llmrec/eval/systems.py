@@ -35,7 +35,7 @@ def load_split(cfg: Config) -> Split:
         ds = load_ml100k(cfg.downloads_dir(), cfg.ml100k_source, cfg.download_timeout_s)
     else:
         raise ConfigError(f"llmrec eval supports dataset ml-latest-small or ml-100k, got {cfg.dataset!r}")
-    return leave_one_out(ds, max_users=cfg.eval_max_users)
+    return leave_one_out(ds, max_users=cfg.eval.max_users)
 
 
 def retriever_dir(cfg: Config) -> Path:
@@ -43,7 +43,7 @@ def retriever_dir(cfg: Config) -> Path:
     appended for user-capped runs, so a CI run never replaces the full run's). Not the store's
     retriever (``cfg.retriever_path()``, made by ``llmrec train-retriever``): the harness trains on
     its own split."""
-    name = cfg.dataset if not cfg.eval_max_users else f"{cfg.dataset}-u{cfg.eval_max_users}"
+    name = cfg.dataset if not cfg.eval.max_users else f"{cfg.dataset}-u{cfg.eval.max_users}"
     return sasrec_mod.default_dir(cfg.home, name)
 
 

@@ -59,8 +59,8 @@ DERIVED_KEYS = ("transcript",)
 def audio_wanted(cfg: Config, dataset: Dataset) -> bool:
     """Whether ingest encodes audio: config ``ingest_audio`` when set; else (``auto``) when some item
     names an audio file."""
-    if cfg.ingest_audio is not None:
-        return bool(cfg.ingest_audio)
+    if cfg.ingest.audio is not None:
+        return bool(cfg.ingest.audio)
     return any(it.audio for it in dataset.items)
 
 
@@ -128,11 +128,11 @@ def ingest_audio(cfg: Config, dataset: Dataset, out: Path, text_store, pipeline:
     with_audio = [it for it in dataset.items if it.audio]
     empty = {"audio": 0, "audio_encoded": 0, "audio_unchanged": 0, "audio_failed": 0, "audio_removed": 0,
              "audio_in_store": 0, "audio_failures": [], "audio_wall_seconds": 0.0}
-    if not with_audio and AUDIO_KIND not in kinds(out, cfg.chroma_host, cfg.chroma_port, cfg.chroma_timeout_s):
+    if not with_audio and AUDIO_KIND not in kinds(out, cfg.chroma.host, cfg.chroma.port, cfg.chroma.timeout_s):
         return empty
     if with_audio and pipeline is None:
         raise ValueError("items name audio files: ingest_audio needs their AudioPipeline")
-    store = ItemStore(out, AUDIO_KIND, cfg.chroma_host, cfg.chroma_port, cfg.chroma_timeout_s)
+    store = ItemStore(out, AUDIO_KIND, cfg.chroma.host, cfg.chroma.port, cfg.chroma.timeout_s)
     if pipeline is not None and store.dim() not in (None, pipeline.encoder.dim):
         raise StoreError(f"audio encoder dimension {pipeline.encoder.dim} does not match the audio collection "
                          f"of {out} (dimension {store.dim()})")
@@ -169,7 +169,7 @@ def ingest_audio(cfg: Config, dataset: Dataset, out: Path, text_store, pipeline:
             loaded = []
             for it, sha in todo[s:s + step]:
                 try:
-                    clip = load_audio(it.audio, cfg.audio_max_seconds, cfg.media_max_bytes)
+                    clip = load_audio(it.audio, cfg.audio.max_seconds, cfg.media_max_bytes)
                     loaded.append((it, sha, check_not_silent(clip, it.audio)))
                 except Exception as e:  # noqa: BLE001 - one bad file never stops the ingest
                     tally.fail(_failure(it, "load", e))

@@ -105,8 +105,8 @@ def images_wanted(cfg: Config, dataset: Dataset, builtin: bool | None = None) ->
     """Whether ingest encodes images: config ``ingest_images`` when set; else (``auto``) when some
     item names an image, except for the built-in MovieLens datasets (``builtin``: default, by the
     dataset's name), whose posters take minutes."""
-    if cfg.ingest_images is not None:
-        return bool(cfg.ingest_images)
+    if cfg.ingest.images is not None:
+        return bool(cfg.ingest.images)
     builtin = dataset.name in MOVIELENS if builtin is None else builtin
     return not builtin and any(it.image for it in dataset.items)
 
@@ -188,10 +188,10 @@ def ingest_images(cfg: Config, dataset: Dataset, out: Path, text_store, pipeline
 
     t0 = time.time()
     with_image = [it for it in dataset.items if it.image]
-    if not with_image and IMAGE_KIND not in kinds(out, cfg.chroma_host, cfg.chroma_port, cfg.chroma_timeout_s):
+    if not with_image and IMAGE_KIND not in kinds(out, cfg.chroma.host, cfg.chroma.port, cfg.chroma.timeout_s):
         return {"images": 0, "images_encoded": 0, "images_unchanged": 0, "images_failed": 0, "images_removed": 0,
                 "images_in_store": 0, "image_failures": [], "image_seconds": 0.0}
-    store = ItemStore(out, IMAGE_KIND, cfg.chroma_host, cfg.chroma_port, cfg.chroma_timeout_s)
+    store = ItemStore(out, IMAGE_KIND, cfg.chroma.host, cfg.chroma.port, cfg.chroma.timeout_s)
     if pipeline is not None:
         have = store.dim()
         if have is not None and have != pipeline.encoder.dim:
@@ -210,7 +210,7 @@ def ingest_images(cfg: Config, dataset: Dataset, out: Path, text_store, pipeline
         raise ValueError("items name images: ingest_images needs their ImagePipeline")
     for it in with_image:
         try:
-            sha = file_sha256(it.image, cfg.media_max_bytes, cfg.image_max_pixels)
+            sha = file_sha256(it.image, cfg.media_max_bytes, cfg.image.max_pixels)
         except ImageError as e:
             failures.append(_failure(it, "load", e))
             continue
@@ -280,7 +280,7 @@ def ingest_images(cfg: Config, dataset: Dataset, out: Path, text_store, pipeline
 def _load(cfg: Config, path: str):
     from llmrec.encoders.image_io import load_image
 
-    return load_image(path, cfg.image_max_pixels, cfg.image_max_side, cfg.media_max_bytes)
+    return load_image(path, cfg.image.max_pixels, cfg.image.max_side, cfg.media_max_bytes)
 
 
 

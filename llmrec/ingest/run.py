@@ -162,11 +162,11 @@ def _bump_stamp(cfg: Config, store=None, best_effort: bool = False) -> None:
 
     try:
         client = store.client if store is not None else open_client(
-            cfg.store_dir(), cfg.chroma_host, cfg.chroma_port, cfg.chroma_timeout_s)
+            cfg.store_dir(), cfg.chroma.host, cfg.chroma.port, cfg.chroma.timeout_s)
         ChangeStamp(client).bump()
     except Exception as e:
         if not best_effort:
-            where = f"{cfg.chroma_host}:{cfg.chroma_port}" if cfg.chroma_host else str(cfg.store_dir())
+            where = f"{cfg.chroma.host}:{cfg.chroma.port}" if cfg.chroma.host else str(cfg.store_dir())
             raise StoreError(f"cannot renew the change stamp on {where}: {e} (the ingest's writes are stored; "
                              "replicas and running servers see them after the next ingest)") from e
 
@@ -176,10 +176,10 @@ def _ingest_locked(cfg: Config, dataset: Dataset, encoder, out: Path) -> dict:
 
     interactions = open_interactions(cfg, out)
     rows = list(dataset.interactions)
-    if cfg.chroma_host and (out / INTERACTIONS_FILE).exists():  # written here before they moved to the server
+    if cfg.chroma.host and (out / INTERACTIONS_FILE).exists():  # written here before they moved to the server
         rows = read_interactions(out / INTERACTIONS_FILE) + rows
     interactions.check(rows)  # a corrupt file, or rows it cannot store, refused before any write
-    store = ItemStore(out, "text", cfg.chroma_host, cfg.chroma_port, cfg.chroma_timeout_s)
+    store = ItemStore(out, "text", cfg.chroma.host, cfg.chroma.port, cfg.chroma.timeout_s)
     have = store.dim()
     if have is not None and have != encoder.dim:
         raise StoreError(f"text encoder dimension {encoder.dim} does not match store {out} dimension {have}")

@@ -169,7 +169,7 @@ class VLLMBackend:
         cfg: ``llm`` (tokenizer, chat template and embeddings are read from its folder), ``vllm_url``
             (None: start a local server from ``vllm_python``), ``vllm_model``, ``vllm_timeout_s``,
             ``vllm_start_timeout_s`` and the local server's ``vllm_*`` keys.
-        urls: replicas to use instead of ``cfg.vllm_url``.
+        urls: replicas to use instead of ``cfg.vllm.url``.
 
     Raises:
         ModelError: the tokenizer cannot be loaded, or the local server does not start.
@@ -187,12 +187,12 @@ class VLLMBackend:
         except (OSError, ValueError) as e:
             raise ModelError(f"cannot load the tokenizer of LLM {self.path!r}: {e}") from e
         self.server: VLLMServer | None = None
-        urls = list(urls or cfg.vllm_url or [])
+        urls = list(urls or cfg.vllm.url or [])
         if not urls:
             self.server = VLLMServer.from_config(cfg, lora_modules, max_lora_rank)
-            urls = [self.server.start(cfg.vllm_start_timeout_s)]
-        self.replicas = Replicas(urls, cfg.vllm_timeout_s)
-        self.model_name = cfg.vllm_model
+            urls = [self.server.start(cfg.vllm.start_timeout_s)]
+        self.replicas = Replicas(urls, cfg.vllm.timeout_s)
+        self.model_name = cfg.vllm.model
         self.soft_mode: str | None = None
         """How soft tokens reached the server: ``"embeds"`` (prompt embeddings), ``"text"`` (the
         server refused them: placeholders dropped, the item's text alone), None (none sent yet)."""

@@ -107,9 +107,9 @@ class VLLMServer:
         ``vllm_threads``, ``vllm_kv_cache_gib``, ``vllm_args``). Not started."""
         from llmrec.encoders.locations import llm_path
 
-        return cls(cfg.vllm_python, llm_path(cfg), max_model_len=cfg.vllm_max_model_len, threads=cfg.vllm_threads,
-                   kv_cache_gib=cfg.vllm_kv_cache_gib, lora_modules=lora_modules, max_lora_rank=max_lora_rank,
-                   extra_args=cfg.vllm_args)
+        return cls(cfg.vllm.python, llm_path(cfg), max_model_len=cfg.vllm.max_model_len, threads=cfg.vllm.threads,
+                   kv_cache_gib=cfg.vllm.kv_cache_gib, lora_modules=lora_modules, max_lora_rank=max_lora_rank,
+                   extra_args=cfg.vllm.args)
 
     @property
     def url(self) -> str:
@@ -214,7 +214,7 @@ def main(argv: list[str] | None = None) -> int:
     cfg = Config.load()
     server = VLLMServer.from_config(cfg)
     print(f"starting {' '.join(server.command())}\nlog: {server.log_path}", file=sys.stderr)
-    print(server.start(cfg.vllm_start_timeout_s), flush=True)
+    print(server.start(cfg.vllm.start_timeout_s), flush=True)
     try:
         while server.proc is not None and server.proc.poll() is None:
             time.sleep(1)

@@ -21,7 +21,7 @@ TEXT_KEY = {"image": "caption", "audio": "transcript"}
 
 def encoder_id(cfg: Config, encoder: str) -> str:
     """The id of the projector's input: the modality encoder's, plus the text encoder's when used."""
-    return f"{encoder}+text:{cfg.text_encoder}" if cfg.projector_text_input else encoder
+    return f"{encoder}+text:{cfg.text_encoder}" if cfg.projector.text_input else encoder
 
 
 def projector_inputs(cfg: Config, modality: str, vectors: np.ndarray, metas: list[dict]) -> np.ndarray:
@@ -30,7 +30,7 @@ def projector_inputs(cfg: Config, modality: str, vectors: np.ndarray, metas: lis
     (``metas[n][TEXT_KEY[modality]]``; zeros when empty). Raises ModelError when the text encoder
     cannot be loaded."""
     V = np.asarray(vectors, dtype=np.float32)
-    if not cfg.projector_text_input:
+    if not cfg.projector.text_input:
         return V
     from llmrec.encoders.text import TextEncoder
 

@@ -28,15 +28,15 @@ def store_examples(cfg: Config, modality: str) -> tuple[list[str], np.ndarray, l
 
     if modality not in MODALITIES:
         raise ConfigError(f"modality must be one of {', '.join(MODALITIES)}, got {modality!r}")
-    path, host = cfg.store_dir(), cfg.chroma_host
-    ids, V, metas = ItemStore(path, kind=modality, host=host, port=cfg.chroma_port).matrix()
+    path, host = cfg.store_dir(), cfg.chroma.host
+    ids, V, metas = ItemStore(path, kind=modality, host=host, port=cfg.chroma.port).matrix()
     if not ids:
         raise StoreError(f"the store {path} holds no {modality} vectors: ingest with --{'images' if modality == 'image' else 'audio'}")
     encoders = sorted({str(m.get("encoder")) for m in metas})
     if len(encoders) != 1:
         raise StoreError(f"the store's {modality} vectors come from several encoders ({', '.join(encoders)}): "
                          "re-ingest them with one")
-    text = ItemStore(path, kind="text", host=host, port=cfg.chroma_port).metadata(ids)
+    text = ItemStore(path, kind="text", host=host, port=cfg.chroma.port).metadata(ids)
     titles = [text.get(i, {}).get("title", i) for i in ids]
     texts = []
     for i in ids:

@@ -30,7 +30,7 @@ class SoftTokens:
         from llmrec.store import ItemStore
 
         self.modality = modality
-        ids, V, metas = ItemStore(cfg.store_dir(), kind=modality, host=cfg.chroma_host, port=cfg.chroma_port).matrix()
+        ids, V, metas = ItemStore(cfg.store_dir(), kind=modality, host=cfg.chroma.host, port=cfg.chroma.port).matrix()
         if not ids:
             raise StoreError(f"ranker_modalities names {modality!r} but the store {cfg.store_dir()} holds no "
                              f"{modality} vectors")

@@ -48,11 +48,11 @@ class ProjectorParams:
 
 def params_from(cfg) -> ProjectorParams:
     """The ``projector_*`` keys of ``cfg`` (and ``seed``), range-checked. Raises ConfigError naming the key."""
-    p = ProjectorParams(k=cfg.projector_k, hidden=cfg.projector_hidden, epochs=cfg.projector_epochs,
-                        batch_size=cfg.projector_batch_size, lr=cfg.projector_lr, holdout=cfg.projector_holdout,
-                        candidates=cfg.projector_candidates, eval_items=cfg.projector_eval_items,
-                        patience=cfg.projector_patience,
-                        max_minutes=cfg.projector_max_minutes, seed=cfg.seed)
+    p = ProjectorParams(k=cfg.projector.k, hidden=cfg.projector.hidden, epochs=cfg.projector.epochs,
+                        batch_size=cfg.projector.batch_size, lr=cfg.projector.lr, holdout=cfg.projector.holdout,
+                        candidates=cfg.projector.candidates, eval_items=cfg.projector.eval_items,
+                        patience=cfg.projector.patience,
+                        max_minutes=cfg.projector.max_minutes, seed=cfg.seed)
     for key in ("k", "hidden", "epochs", "batch_size", "eval_items", "patience"):
         if getattr(p, key) < 1:
             raise ConfigError(f"config key 'projector_{key}' must be >= 1, got {getattr(p, key)}")

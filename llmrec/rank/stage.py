@@ -32,12 +32,12 @@ class RankStage:
         modality it has a vector of (:class:`~llmrec.projector.soft.SoftTokens`, loaded on first use).
 
         Raises StoreError / ModelError / ProjectorMismatchError as ``SoftTokens`` does."""
-        if not self.cfg.ranker_modalities:
+        if not self.cfg.rank.modalities:
             return {}
         if getattr(self, "_soft", None) is None:
             from llmrec.projector.soft import SoftTokens
 
-            self._soft = [SoftTokens(self.cfg, m) for m in self.cfg.ranker_modalities]
+            self._soft = [SoftTokens(self.cfg, m) for m in self.cfg.rank.modalities]
         out: dict = {}
         for source in self._soft:
             out.update(source.tokens(items))
@@ -59,7 +59,7 @@ class RankStage:
             from llmrec.rank.store import ranker_path, retriever_identity
 
             folder = ranker_path(self.cfg)
-            local_only = bool(self.cfg.chroma_host) and not self.cfg.ranker_dir  # see _load_retriever
+            local_only = bool(self.cfg.chroma.host) and not self.cfg.rank.dir  # see _load_retriever
             if self.cfg.ranker == "trained" and local_only:
                 raise ModelError("ranker is 'trained' with chroma_host set: set ranker_dir to the checkpoint folder "
                                  f"deployed to every replica (the local {folder} is not shared)")
@@ -72,7 +72,7 @@ class RankStage:
 
     def _rank_trained(self, model, hist: list[str], cands: list[Item], rscores: np.ndarray) -> Ranking:
         """Order by the trained ranker fused with the retriever (the checkpoint's validation weight)."""
-        n = self.cfg.ranker_history
+        n = self.cfg.rank.history
         shown = [self.items[self.index[i]] for i in hist[-n:]] if n else []
         lp = model.score([(shown, cands)])[0]
         w = (model.manifest.get("fusion") or {}).get("weight")

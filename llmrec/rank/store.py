@@ -20,7 +20,7 @@ from llmrec.rank.train import RankData, train_ranker
 
 def ranker_path(cfg) -> Path:
     """``ranker_dir``, else ``{data_dir}/ranker``."""
-    return Path(cfg.ranker_dir) if cfg.ranker_dir else cfg.store_dir() / "ranker"
+    return Path(cfg.rank.dir) if cfg.rank.dir else cfg.store_dir() / "ranker"
 
 
 def retriever_identity(cfg, manifest: dict) -> dict:

@@ -67,12 +67,12 @@ def params_from(cfg: Config) -> RankerParams:
     """The ranker_* keys of ``cfg`` (with ``candidates`` and ``seed``), range-checked.
 
     Raises ConfigError naming the key."""
-    p = RankerParams(history=cfg.ranker_history, candidates=cfg.candidates, examples=cfg.ranker_examples,
-                     epochs=cfg.ranker_epochs, batch_size=cfg.ranker_batch_size, lr=cfg.ranker_lr,
-                     projector_lr=cfg.ranker_projector_lr, lora_r=cfg.ranker_lora_r,
-                     lora_layers=cfg.ranker_lora_layers, soft_tokens=cfg.ranker_soft_tokens, soft_k=cfg.ranker_soft_k,
-                     eval_every=cfg.ranker_eval_every, patience=cfg.ranker_patience,
-                     valid_users=cfg.ranker_valid_users, max_minutes=cfg.ranker_max_minutes, seed=cfg.seed)
+    p = RankerParams(history=cfg.rank.history, candidates=cfg.candidates, examples=cfg.rank.examples,
+                     epochs=cfg.rank.epochs, batch_size=cfg.rank.batch_size, lr=cfg.rank.lr,
+                     projector_lr=cfg.rank.projector_lr, lora_r=cfg.rank.lora_r,
+                     lora_layers=cfg.rank.lora_layers, soft_tokens=cfg.rank.soft_tokens, soft_k=cfg.rank.soft_k,
+                     eval_every=cfg.rank.eval_every, patience=cfg.rank.patience,
+                     valid_users=cfg.rank.valid_users, max_minutes=cfg.rank.max_minutes, seed=cfg.seed)
     for key in ("examples", "epochs", "batch_size", "lora_r", "soft_k", "eval_every", "patience", "valid_users"):
         if getattr(p, key) < 1:
             raise ConfigError(f"config key 'ranker_{key}' must be >= 1, got {getattr(p, key)}")

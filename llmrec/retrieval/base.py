@@ -160,7 +160,7 @@ def _sasrec(h: Harness, arg=None):
     from llmrec.retrieval.sasrec_retriever import IndexScorer
 
     if arg is None:  # the seed with the best validation NDCG@10
-        loaded = [(s, h.sasrec(s)) for s in h.cfg.sasrec_seeds]
+        loaded = [(s, h.sasrec(s)) for s in h.cfg.sasrec.seeds]
         arg, (retr, _) = max(loaded, key=lambda x: x[1][1]["valid_ndcg10"])
         return IndexScorer(retr, f"sasrec[seed={arg}]")
     return IndexScorer(h.sasrec(arg)[0], f"sasrec[seed={arg}]")
@@ -169,13 +169,13 @@ def _sasrec(h: Harness, arg=None):
 def _sasrec_ensemble(h: Harness, arg=None):
     from llmrec.retrieval.sasrec_retriever import EnsembleRetriever, IndexScorer
 
-    return IndexScorer(EnsembleRetriever([h.sasrec(s)[0] for s in h.cfg.sasrec_seeds]), "sasrec-ensemble")
+    return IndexScorer(EnsembleRetriever([h.sasrec(s)[0] for s in h.cfg.sasrec.seeds]), "sasrec-ensemble")
 
 
 def _fusion(h: Harness, arg=None):
     from llmrec.retrieval.fusion import Fusion, choose_weights
 
-    parts = [h.member(m) for m in h.cfg.eval_fusion]
+    parts = [h.member(m) for m in h.cfg.eval.fusion]
     weights, valid, tried = choose_weights(parts, h.split, step=FUSION_STEP)
     h.extra.update(weights=weights, valid_ndcg10=valid, grid=tried)
     return Fusion(parts, weights)

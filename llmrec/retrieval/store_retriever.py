@@ -74,7 +74,7 @@ class StoreRetriever:
         folder = cfg.retriever_path()
         # With a Chroma server only shared state counts: {data_dir}/retriever is this machine's
         # alone (another replica may lack it), so only an explicit retriever_dir is used.
-        local_only = bool(cfg.chroma_host) and not cfg.retriever_dir
+        local_only = bool(cfg.chroma.host) and not cfg.retriever.dir
         if local_only and (folder / "manifest.json").exists():
             warnings.warn(f"the trained retriever in {folder} is not used: with chroma_host set, replicas share "
                           "only the server's state; set retriever_dir to a folder deployed to every replica",

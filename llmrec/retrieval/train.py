@@ -53,7 +53,7 @@ def check_config(cfg: Config) -> list[int]:
             ``sasrec_heads``; ``sasrec_blocks`` or ``knn_neighbors`` < 0; ``sasrec_dropout`` not in
             [0, 1); ``sasrec_lr`` not > 0, ``sasrec_weight_decay`` < 0, ``sasrec_max_minutes`` not > 0.
     """
-    seeds = cfg.sasrec_seeds
+    seeds = cfg.sasrec.seeds
     if (not isinstance(seeds, (list, tuple)) or not seeds
             or any(isinstance(s, bool) or not isinstance(s, int) or not 0 <= s < 2**63 for s in seeds)):
         raise ConfigError(f"config key 'sasrec_seeds' must be a non-empty list of integers in [0, 2**63), "
@@ -61,15 +61,15 @@ def check_config(cfg: Config) -> list[int]:
     for name in ("max_len", "dim", "heads", "batch_size", "max_epochs", "patience"):
         if getattr(cfg, f"sasrec_{name}") < 1:
             raise ConfigError(f"config key 'sasrec_{name}' must be >= 1, got {getattr(cfg, f'sasrec_{name}')}")
-    if cfg.sasrec_dim % cfg.sasrec_heads:
-        raise ConfigError(f"config key 'sasrec_dim' ({cfg.sasrec_dim}) must be a multiple of 'sasrec_heads' "
-                          f"({cfg.sasrec_heads})")
-    for name, ok, need in (("sasrec_blocks", cfg.sasrec_blocks >= 0, ">= 0"),
+    if cfg.sasrec.dim % cfg.sasrec.heads:
+        raise ConfigError(f"config key 'sasrec_dim' ({cfg.sasrec.dim}) must be a multiple of 'sasrec_heads' "
+                          f"({cfg.sasrec.heads})")
+    for name, ok, need in (("sasrec_blocks", cfg.sasrec.blocks >= 0, ">= 0"),
                            ("knn_neighbors", cfg.knn_neighbors >= 0, ">= 0 (0 = keep all)"),
-                           ("sasrec_dropout", 0 <= cfg.sasrec_dropout < 1, "in [0, 1)"),
-                           ("sasrec_lr", math.isfinite(cfg.sasrec_lr) and cfg.sasrec_lr > 0, "a finite number > 0"),
-                           ("sasrec_weight_decay", cfg.sasrec_weight_decay >= 0, ">= 0"),
-                           ("sasrec_max_minutes", cfg.sasrec_max_minutes > 0, "> 0")):
+                           ("sasrec_dropout", 0 <= cfg.sasrec.dropout < 1, "in [0, 1)"),
+                           ("sasrec_lr", math.isfinite(cfg.sasrec.lr) and cfg.sasrec.lr > 0, "a finite number > 0"),
+                           ("sasrec_weight_decay", cfg.sasrec.weight_decay >= 0, ">= 0"),
+                           ("sasrec_max_minutes", cfg.sasrec.max_minutes > 0, "> 0")):
         if not ok:
             raise ConfigError(f"config key {name!r} must be {need}, got {getattr(cfg, name)}")
     return list(dict.fromkeys(seeds))
@@ -85,9 +85,9 @@ def load_store(cfg: Config) -> tuple[list[str], list, Path]:
     from llmrec.store.interactions import open_interactions
 
     path = cfg.store_dir()
-    if cfg.chroma_host is None and not (path / "chroma.sqlite3").is_file():
+    if cfg.chroma.host is None and not (path / "chroma.sqlite3").is_file():
         raise StoreError(f"no store at {path}: run `llmrec ingest` first")
-    ids = ItemStore(path, "text", cfg.chroma_host, cfg.chroma_port).ids()
+    ids = ItemStore(path, "text", cfg.chroma.host, cfg.chroma.port).ids()
     if not ids:
         raise StoreError(f"the store at {path} holds no items: run `llmrec ingest` first")
     return ids, open_interactions(cfg, path).read(), path
@@ -142,7 +142,7 @@ def train_retriever(cfg: Config, log=print) -> dict:
         if valid["sasrec-ensemble"] > valid[chosen]:
             kind, chosen, names = "sasrec-ensemble", "sasrec-ensemble", [f"seed{s}" for s in seeds]
     fusion, written = None, []
-    if cfg.retriever_fusion:
+    if cfg.retriever.fusion:
         sas = members[best] if kind == "sasrec" else sasrec_retriever.EnsembleRetriever(members)
         fusion, fvalid, written = _fit_fusion(cfg, data, train, vu, vt, sas, kind, folder, log)
         valid["fusion"] = fvalid

@@ -195,8 +195,8 @@ def create_app(recommender: Recommender, cfg: Config) -> FastAPI:
 
     app = FastAPI(title="llmrec", version=__version__, lifespan=lifespan, docs_url=None, redoc_url=None)
     app.state.serving = serving
-    app.add_middleware(Guard, api_key=cfg.serve_api_key, max_body_bytes=cfg.serve_max_body_bytes,
-                       read_timeout_s=cfg.serve_read_timeout_s)
+    app.add_middleware(Guard, api_key=cfg.serve.api_key, max_body_bytes=cfg.serve.max_body_bytes,
+                       read_timeout_s=cfg.serve.read_timeout_s)
 
     @app.exception_handler(APIError)
     async def _api_error(request, e: APIError):
@@ -247,7 +247,7 @@ def create_app(recommender: Recommender, cfg: Config) -> FastAPI:
 
 
 def run(cfg: Config, recommender: Recommender | None = None, *, log_level: str = "info") -> None:
-    """Serve on ``cfg.serve_host:serve_port`` until SIGINT/SIGTERM (uvicorn; in-flight requests finish
+    """Serve on ``cfg.serve.host:serve_port`` until SIGINT/SIGTERM (uvicorn; in-flight requests finish
     first, for at most ``serve_timeout_s`` + 5 s). Loads the recommender (``Recommender.load(config=cfg)``)
     unless given, and warms it up (one ranking, the text encoder) before accepting requests.
 
@@ -266,7 +266,7 @@ def run(cfg: Config, recommender: Recommender | None = None, *, log_level: str =
     rec = recommender or Recommender.load(config=cfg)
     warm_up(rec)
     app = create_app(rec, cfg)
-    uvicorn.run(app, host=cfg.serve_host, port=cfg.serve_port, log_level=log_level, **uvicorn_options(cfg))
+    uvicorn.run(app, host=cfg.serve.host, port=cfg.serve.port, log_level=log_level, **uvicorn_options(cfg))
 
 
 def is_loopback(host: str) -> bool:
@@ -283,9 +283,9 @@ def is_loopback(host: str) -> bool:
 
 def exposure_warning(cfg: Config) -> str | None:
     """The warning ``run`` prints when it would listen beyond loopback without ``serve_api_key``."""
-    if cfg.serve_api_key or is_loopback(cfg.serve_host):
+    if cfg.serve.api_key or is_loopback(cfg.serve.host):
         return None
-    return (f"llmrec serve: WARNING: listening on {cfg.serve_host} (not loopback) without serve_api_key: anyone "
+    return (f"llmrec serve: WARNING: listening on {cfg.serve.host} (not loopback) without serve_api_key: anyone "
             "who can reach this port can use the API and its ranking workers. Set LLMREC_SERVE__API_KEY, or "
             "serve_host: 127.0.0.1 behind a proxy that authenticates.")
 

@@ -66,7 +66,7 @@ def check_config(cfg: Config) -> None:
     def bad(key, want):
         raise ConfigError(f"config key {key!r} must be {want}, got {getattr(cfg, key)!r}")
 
-    if not 1 <= cfg.serve_port <= 65535:
+    if not 1 <= cfg.serve.port <= 65535:
         bad("serve_port", "in 1..65535")
     for key in ("serve_max_body_bytes", "serve_max_messages", "serve_max_user_turns", "serve_max_connections",
                 "serve_concurrency"):
@@ -75,14 +75,14 @@ def check_config(cfg: Config) -> None:
     for key in ("serve_queue", "serve_cache_size"):
         if getattr(cfg, key) < 0:
             bad(key, ">= 0")
-    if not 1 <= cfg.serve_max_message_chars <= MAX_MESSAGE_CHARS:
+    if not 1 <= cfg.serve.max_message_chars <= MAX_MESSAGE_CHARS:
         bad("serve_max_message_chars", f"in 1..{MAX_MESSAGE_CHARS} (the chat session's limit)")
     for key in ("serve_timeout_s", "serve_read_timeout_s"):
         if not (math.isfinite(getattr(cfg, key)) and getattr(cfg, key) > 0):
             bad(key, "a finite number of seconds > 0")
-    if not cfg.serve_model_name.strip():
+    if not cfg.serve.model_name.strip():
         bad("serve_model_name", "a non-empty name")
-    if cfg.serve_api_key is not None and not cfg.serve_api_key.strip():
+    if cfg.serve.api_key is not None and not cfg.serve.api_key.strip():
         bad("serve_api_key", "a non-empty key or null (no authentication)")
 
 
@@ -119,9 +119,9 @@ class ServingChat:
     def __init__(self, recommender: Recommender, cfg: Config):
         check_config(cfg)
         self.cfg = cfg
-        self.model = cfg.serve_model_name
-        self.replayer = Replayer(recommender, cfg.serve_cache_size, page_size=cfg.k)
-        self.limiter = Limiter(cfg.serve_concurrency, cfg.serve_queue)
+        self.model = cfg.serve.model_name
+        self.replayer = Replayer(recommender, cfg.serve.cache_size, page_size=cfg.k)
+        self.limiter = Limiter(cfg.serve.concurrency, cfg.serve.queue)
         self.created = int(time.time())
         self.fingerprint = f"llmrec-{__version__}"
 
@@ -167,12 +167,12 @@ class ServingChat:
         if not req.messages:
             raise APIError(400, "messages must not be empty: send the conversation, ending with a user message",
                            param="messages", code="empty_messages")
-        if len(req.messages) > self.cfg.serve_max_messages:
-            raise APIError(400, f"at most {self.cfg.serve_max_messages} messages (serve_max_messages), got "
+        if len(req.messages) > self.cfg.serve.max_messages:
+            raise APIError(400, f"at most {self.cfg.serve.max_messages} messages (serve_max_messages), got "
                            f"{len(req.messages)}", param="messages", code="too_many_messages")
         users = sum(m.role == "user" for m in req.messages)
-        if users > self.cfg.serve_max_user_turns:
-            raise APIError(400, f"at most {self.cfg.serve_max_user_turns} user messages (serve_max_user_turns), got "
+        if users > self.cfg.serve.max_user_turns:
+            raise APIError(400, f"at most {self.cfg.serve.max_user_turns} user messages (serve_max_user_turns), got "
                            f"{users}: each is replayed and may cost a ranking; start a new conversation or send "
                            "only its latest turns", param="messages", code="too_many_user_turns")
         turns = []
@@ -191,8 +191,8 @@ class ServingChat:
             except UnicodeEncodeError:
                 raise APIError(400, f"messages[{i}]: the content is not valid Unicode (a lone surrogate)",
                                param=f"messages[{i}].content") from None
-            if len(text) > self.cfg.serve_max_message_chars:
-                raise APIError(400, f"messages[{i}]: a user message is at most {self.cfg.serve_max_message_chars} "
+            if len(text) > self.cfg.serve.max_message_chars:
+                raise APIError(400, f"messages[{i}]: a user message is at most {self.cfg.serve.max_message_chars} "
                                f"characters (serve_max_message_chars), got {len(text)}",
                                param=f"messages[{i}].content", code="message_too_long")
             turns.append(text)
@@ -225,7 +225,7 @@ class ServingChat:
                 503 with ``Retry-After`` when the store is unavailable.
         """
         turns = self.turns(req)
-        timeout_s = self.cfg.serve_timeout_s
+        timeout_s = self.cfg.serve.timeout_s
         deadline = time.perf_counter() + timeout_s  # the limiter admits (or refuses) without awaiting first
         try:
             (reply, replayed), timing = await self.limiter.run(
@@ -234,10 +234,10 @@ class ServingChat:
             st = self.limiter.stats()
             raise APIError(429, f"the server is busy: {st['running'] + st['queued']} requests running or queued "
                            f"(room for {self.limiter.capacity}: serve_concurrency + serve_queue), or the wait "
-                           f"would pass serve_timeout_s ({self.cfg.serve_timeout_s:g} s); retry later",
+                           f"would pass serve_timeout_s ({self.cfg.serve.timeout_s:g} s); retry later",
                            type="rate_limit_error", code="server_busy", headers={"Retry-After": "1"}) from None
         except (Timeout, DeadlineExceeded):
-            raise APIError(504, f"no answer within {self.cfg.serve_timeout_s:g} s (serve_timeout_s), counted from "
+            raise APIError(504, f"no answer within {self.cfg.serve.timeout_s:g} s (serve_timeout_s), counted from "
                            "the request's admission, queue wait included", type="timeout_error",
                            code="timeout") from None
         except (RequestError, UnknownUserError, UnknownItemError) as e:

@@ -113,6 +113,6 @@ def uvicorn_options(cfg: Config) -> dict:
     idle keep-alive connection is closed after it), ``limit_concurrency`` (``serve_max_connections``:
     uvicorn answers a plain-text 503 to a request arriving while that many connections or requests
     are open), h11's head size limit, and the graceful shutdown's bound (``serve_timeout_s`` + 5 s)."""
-    return {"http": bounded_protocol(cfg.serve_read_timeout_s), "timeout_keep_alive": cfg.serve_read_timeout_s,
-            "limit_concurrency": cfg.serve_max_connections, "h11_max_incomplete_event_size": MAX_HEAD_BYTES,
-            "timeout_graceful_shutdown": int(cfg.serve_timeout_s) + 5}
+    return {"http": bounded_protocol(cfg.serve.read_timeout_s), "timeout_keep_alive": cfg.serve.read_timeout_s,
+            "limit_concurrency": cfg.serve.max_connections, "h11_max_incomplete_event_size": MAX_HEAD_BYTES,
+            "timeout_graceful_shutdown": int(cfg.serve.timeout_s) + 5}

@@ -253,8 +253,8 @@ def open_interactions(cfg, path: str | Path | None = None, client=None) -> Inter
     """
     from llmrec.store import open_client
 
-    if cfg.chroma_host:
-        client = client if client is not None else open_client(None, cfg.chroma_host, cfg.chroma_port,
-                                                               cfg.chroma_timeout_s)
-        return ChromaInteractions(client, f"{cfg.chroma_host}:{cfg.chroma_port}")
+    if cfg.chroma.host:
+        client = client if client is not None else open_client(None, cfg.chroma.host, cfg.chroma.port,
+                                                               cfg.chroma.timeout_s)
+        return ChromaInteractions(client, f"{cfg.chroma.host}:{cfg.chroma.port}")
     return CsvInteractions(Path(path or cfg.store_dir()) / INTERACTIONS_FILE)

@@ -38,14 +38,14 @@ def read_snapshot(cfg, reopen: bool = False) -> StoreSnapshot:
         StoreError: no store at the data directory (it is not created), no ingested items, the server
             cannot be reached, or the stored interactions are corrupt."""
     path = cfg.store_dir()
-    if cfg.chroma_host is None and not (path / "chroma.sqlite3").is_file():
+    if cfg.chroma.host is None and not (path / "chroma.sqlite3").is_file():
         raise StoreError(f"no store at {path}: run `llmrec ingest` first")
-    store = ItemStore(path, "text", cfg.chroma_host, cfg.chroma_port, cfg.chroma_timeout_s, reopen=reopen)
+    store = ItemStore(path, "text", cfg.chroma.host, cfg.chroma.port, cfg.chroma.timeout_s, reopen=reopen)
     stamps = ChangeStamp(store.client)
     stamp = stamps.read()
     ids, vecs, metas = store.matrix()
     if not ids:
-        where = f"{cfg.chroma_host}:{cfg.chroma_port}" if cfg.chroma_host else str(path)
+        where = f"{cfg.chroma.host}:{cfg.chroma.port}" if cfg.chroma.host else str(path)
         raise StoreError(f"the store at {where} holds no items: run `llmrec ingest` first")
     return StoreSnapshot(ids, vecs, metas, open_interactions(cfg, path, store.client).read(), stamps, stamp)
 

@@ -47,9 +47,9 @@ class StoreView:
         cfg = config or Config.load()
         if data_dir is not None:
             cfg = cfg.replace(data_dir=data_dir)
-        if not cfg.chroma_recheck_s >= 0:
+        if not cfg.chroma.recheck_s >= 0:
             raise ConfigError(f"config key 'chroma_recheck_s' must be >= 0 (0 = check before every request), "
-                              f"got {cfg.chroma_recheck_s}")
+                              f"got {cfg.chroma.recheck_s}")
         return cls._open(cfg)
 
     @classmethod
@@ -57,7 +57,7 @@ class StoreView:
         """Read the store into a new one (:func:`llmrec.store.snapshot.read_snapshot`)."""
         snap = read_snapshot(cfg, reopen)
         rec = cls(cfg, snap.ids, snap.vectors, snap.metas, snap.interactions)
-        rec._watch = StampWatch(snap.stamps, snap.stamp, cfg.chroma_recheck_s)
+        rec._watch = StampWatch(snap.stamps, snap.stamp, cfg.chroma.recheck_s)
         rec._refresh_lock = threading.Lock()
         return rec
 
