@@ -45,7 +45,7 @@ from llmrec.config.groups import (
     ServeConfig,
     VllmConfig,
 )
-from llmrec.config.sources import DefaultsMeta, EnvSource, FileSource, OverridesSource, layout, warn_flat
+from llmrec.config.sources import EnvSource, FileSource, OverridesSource, layout, warn_flat
 from llmrec.config.training import EvalConfig, ProjectorConfig, RankConfig, SasrecConfig
 from llmrec.errors import ConfigError
 
@@ -54,7 +54,7 @@ _LOADING: ContextVar[tuple[PydanticBaseSettingsSource, ...]] = ContextVar("llmre
 arguments, never the environment)."""
 
 
-class Config(BaseSettings, metaclass=DefaultsMeta):
+class Config(BaseSettings):
     model_config = SettingsConfigDict(extra="forbid", use_attribute_docstrings=True, case_sensitive=True,
                                       validate_default=True)
 

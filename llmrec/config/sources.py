@@ -118,15 +118,6 @@ class Layout:
         return out, given, flat_used
 
 
-class DefaultsMeta(type(BaseSettings)):
-    """``Config.title_max_chars`` (a class attribute, as the dataclass had): the key's default."""
-
-    def __getattr__(cls, name: str) -> Any:
-        if not name.startswith("_") and cls.__dict__.get("__pydantic_complete__") and layout(cls).where(name):
-            return cls.default(name)
-        return super().__getattr__(name)
-
-
 @functools.cache
 def layout(cls: type[BaseModel]) -> Layout:
     return Layout(cls)

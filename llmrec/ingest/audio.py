@@ -31,7 +31,6 @@ from __future__ import annotations
 
 import os
 import time
-from datetime import UTC, datetime
 from pathlib import Path
 
 from llmrec.config import Config
@@ -42,8 +41,10 @@ from llmrec.ingest.media import (
     FAILURES_FILE,
     MEDIA_CHUNK,
     ItemTally,
+    MediaModality,
     append_failures,
     encode_isolating,
+    failure_record,
     read_failures,
     remove_vectors,
     rewrite_failures,
@@ -97,9 +98,7 @@ def audio_sha256(path: str | os.PathLike, max_bytes: int = DEFAULT_MAX_BYTES) ->
 
 
 def _failure(item: Item, stage: str, err: BaseException) -> dict:
-    reason = err.reason if isinstance(err, AudioError) else f"{type(err).__name__}: {err}"
-    return {"kind": AUDIO_KIND, "item": item.id, "path": item.audio, "stage": stage, "reason": reason,
-            "time": datetime.now(UTC).isoformat(timespec="seconds")}
+    return failure_record(AUDIO_KIND, item.audio, item.id, stage, err, AudioError)
 
 
 # long: one resumable per-item loop (load, embed, transcribe, write, record the failure)
@@ -223,27 +222,5 @@ def _transcribe(encoder, item: Item, clip) -> tuple[str | None, dict | None]:
         return None, _failure(item, "transcribe", e)
 
 
-class AudioModality:
-    """The ``audio`` entry of :data:`llmrec.ingest.base.MODALITIES` (see :class:`~llmrec.ingest.base.Modality`)."""
-
-    kind = AUDIO_KIND
-    flag = "audio"
-    derived_keys = DERIVED_KEYS
-
-    def path(self, item: Item) -> str | None:
-        return item.audio
-
-    def wanted(self, cfg: Config, dataset: Dataset) -> bool:
-        """:func:`audio_wanted`."""
-        return audio_wanted(cfg, dataset)
-
-    def pipeline(self, cfg: Config) -> AudioPipeline:
-        return AudioPipeline(cfg)
-
-    def ingest(self, cfg: Config, dataset: Dataset, out: Path, text_store, pipeline: AudioPipeline | None,
-               log=print, progress=None) -> dict:
-        """:func:`ingest_audio`."""
-        return ingest_audio(cfg, dataset, out, text_store, pipeline, log, progress)
-
-
-AUDIO = AudioModality()
+AUDIO = MediaModality(AUDIO_KIND, "audio", DERIVED_KEYS, "audio", audio_wanted, AudioPipeline, ingest_audio)
+"""The ``audio`` entry of :data:`llmrec.ingest.base.MODALITIES`."""

@@ -32,7 +32,6 @@ import csv
 import dataclasses
 import os
 import time
-from datetime import UTC, datetime
 from pathlib import Path
 
 from llmrec.config import Config
@@ -44,8 +43,10 @@ from llmrec.ingest.media import (
     FAILURES_FILE,
     MEDIA_CHUNK,
     ItemTally,
+    MediaModality,
     append_failures,
     encode_isolating,
+    failure_record,
     read_failures,
     remove_vectors,
     rewrite_failures,
@@ -119,9 +120,7 @@ def images_wanted(cfg: Config, dataset: Dataset, builtin: bool | None = None) ->
 
 
 def _failure(item: Item, stage: str, err: BaseException) -> dict:
-    reason = err.reason if isinstance(err, ImageError) else f"{type(err).__name__}: {err}"
-    return {"kind": IMAGE_KIND, "item": item.id, "path": item.image, "stage": stage, "reason": reason,
-            "time": datetime.now(UTC).isoformat(timespec="seconds")}
+    return failure_record(IMAGE_KIND, item.image, item.id, stage, err, ImageError)
 
 
 def file_sha256(path: str | os.PathLike, max_bytes: int = DEFAULT_MAX_BYTES,
@@ -306,28 +305,5 @@ def _caption(captioner, item: Item, im) -> tuple[str | None, dict | None]:
         return None, _failure(item, "caption", e)
 
 
-# --------------------------------------------------------------------------- the registry entry
-class ImageModality:
-    """The ``image`` entry of :data:`llmrec.ingest.base.MODALITIES` (see :class:`~llmrec.ingest.base.Modality`)."""
-
-    kind = IMAGE_KIND
-    flag = "images"
-    derived_keys = DERIVED_KEYS
-
-    def path(self, item: Item) -> str | None:
-        return item.image
-
-    def wanted(self, cfg: Config, dataset: Dataset) -> bool:
-        """:func:`images_wanted` (the built-in MovieLens datasets by name)."""
-        return images_wanted(cfg, dataset)
-
-    def pipeline(self, cfg: Config) -> ImagePipeline:
-        return ImagePipeline(cfg)
-
-    def ingest(self, cfg: Config, dataset: Dataset, out: Path, text_store, pipeline: ImagePipeline | None,
-               log=print, progress=None) -> dict:
-        """:func:`ingest_images`."""
-        return ingest_images(cfg, dataset, out, text_store, pipeline, log, progress)
-
-
-IMAGE = ImageModality()
+IMAGE = MediaModality(IMAGE_KIND, "images", DERIVED_KEYS, "image", images_wanted, ImagePipeline, ingest_images)
+"""The ``image`` entry of :data:`llmrec.ingest.base.MODALITIES`."""

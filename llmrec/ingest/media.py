@@ -5,6 +5,9 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 
 from tqdm import tqdm
@@ -158,3 +161,35 @@ def remove_vectors(store, text_store, key: str, ids: list[str]) -> int:
     n = store.delete(ids)
     set_text_field(text_store, key, dict.fromkeys(ids))
     return n
+
+
+def failure_record(kind: str, path: str | None, item_id: str, stage: str, err: BaseException, media_error: type) -> dict:
+    """One ``failures.jsonl`` record: the item, its file, the stage that failed and why (a ``media_error``'s
+    own ``reason``, else the exception's type and message), with the time."""
+    reason = err.reason if isinstance(err, media_error) else f"{type(err).__name__}: {err}"
+    return {"kind": kind, "item": item_id, "path": path, "stage": stage, "reason": reason,
+            "time": datetime.now(UTC).isoformat(timespec="seconds")}
+
+
+@dataclass(frozen=True)
+class MediaModality:
+    """One entry of :data:`llmrec.ingest.base.MODALITIES` (the :class:`~llmrec.ingest.base.Modality`
+    protocol): ``field`` the :class:`~llmrec.data.types.Item` attribute naming the file; ``wanted``,
+    ``make_pipeline`` and ``run`` the module's own ``*_wanted``, pipeline class and ``ingest_*``."""
+
+    kind: str
+    flag: str
+    derived_keys: tuple[str, ...]
+    field: str
+    wanted: Callable
+    make_pipeline: Callable
+    run: Callable
+
+    def path(self, item) -> str | None:
+        return getattr(item, self.field)
+
+    def pipeline(self, cfg):
+        return self.make_pipeline(cfg)
+
+    def ingest(self, cfg, dataset, out: Path, text_store, pipeline, log=print, progress=None) -> dict:
+        return self.run(cfg, dataset, out, text_store, pipeline, log, progress)
